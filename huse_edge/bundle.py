@@ -1,0 +1,99 @@
+"""The edge bundle: the only contract between the Python side and the apps.
+
+A directory holding
+- one `.tflite` per variant (`float`, `fp16`, `dynamic`, `ptq_int8`, `int8`) with the signatures `embed_image`
+  (image -> embedding), `embed_text` (tokens -> embedding), `classify` (embedding -> class probabilities) and
+  `classify_product` (image + tokens -> fused probabilities), plus each signature as its own file under
+  `<variant>/` for runtimes without signature support;
+- `labels.txt` (class id = line number, full hierarchy path), `vocab.txt` + `tokenizer.json` (see `tokenizer`),
+  `preprocessing.json` (input size and the resize/colour spec of `transform`);
+- `manifest.json`: format version, the sha256 of every other file, versions used, and the parity measured at
+  export time.
+Loading checks the format version and every hash before anything is run. Nothing in a bundle is executed
+except TFLite graphs by a TFLite interpreter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from huse_edge.hierarchy import LabelHierarchy
+from huse_edge.tokenizer import Tokenizer, TokenizerError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+SIGNATURES = ("embed_image", "embed_text", "classify", "classify_product")
+VARIANTS = ("float", "fp16", "dynamic", "ptq_int8", "int8")
+
+
+class BundleError(ValueError):
+    """A bundle that is incomplete, tampered with, or from an incompatible version."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class Bundle:
+    path: Path
+    manifest: dict
+    hierarchy: LabelHierarchy
+    tokenizer: Tokenizer
+    image_height: int
+    image_width: int
+
+    @property
+    def variants(self) -> list[str]:
+        return list(self.manifest["variants"])
+
+    def model_file(self, variant: str, signature: str | None = None) -> Path:
+        """The multi-signature model of a variant, or one signature's own file."""
+        if variant not in self.manifest["variants"]:
+            raise BundleError(f"{self.path}: no {variant!r} model; the bundle has {', '.join(self.variants)}")
+        entry = self.manifest["variants"][variant]
+        return self.path / (entry["signatures"][signature] if signature else entry["model"])
+
+    @classmethod
+    def load(cls, path: str | Path, verify: bool = True) -> "Bundle":
+        path = Path(path)
+        manifest_path = path / MANIFEST
+        if not manifest_path.is_file():
+            raise BundleError(f"{path}: not a bundle (no {MANIFEST})")
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise BundleError(f"{manifest_path}: unreadable manifest ({error})") from None
+        if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+            found = manifest.get("format_version") if isinstance(manifest, dict) else None
+            raise BundleError(f"{path}: bundle format version {found!r}; this huse-edge reads {FORMAT_VERSION}")
+        files = manifest.get("files", {})
+        for name in files:
+            if Path(name).is_absolute() or ".." in Path(name).parts:
+                raise BundleError(f"{path}: manifest names a file outside the bundle: {name}")
+        if verify:
+            for name, expected in files.items():
+                file = path / name
+                if not file.is_file():
+                    raise BundleError(f"{path}: {name} is listed in the manifest but missing")
+                if sha256_of(file) != expected:
+                    raise BundleError(f"{path}: {name} does not match its sha256 in the manifest "
+                                      "(corrupted or modified)")
+        try:
+            hierarchy = LabelHierarchy.load(path / "labels.txt")
+            tokenizer = Tokenizer.load(path)
+            preprocessing = json.loads((path / "preprocessing.json").read_text(encoding="utf-8"))
+            height, width = int(preprocessing["height"]), int(preprocessing["width"])
+        except (OSError, ValueError, KeyError, TokenizerError) as error:
+            raise BundleError(f"{path}: incomplete bundle ({error})") from None
+        if manifest.get("num_classes") != len(hierarchy) or manifest.get("vocab_size") != len(tokenizer):
+            raise BundleError(f"{path}: labels.txt/vocab.txt do not match the manifest "
+                              f"({len(hierarchy)} classes, {len(tokenizer)} tokens)")
+        return cls(path, manifest, hierarchy, tokenizer, height, width)

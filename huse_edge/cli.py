@@ -1,0 +1,122 @@
+"""`huse-edge` command line: train, evaluate, export, verify, classify.
+
+Errors a user can fix (bad catalogue, bad bundle, missing file) end with a one-line message and exit code 2,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+
+DEFAULT_CATALOGUE = Path("../shared/data/fashion-products/products.csv")
+GET_DATA_HINT = ("no catalogue at {path}. Get the public Fashion Product Images (small) catalogue with:\n"
+                 "  huse-edge data fetch-fashion data/fashion-products\n"
+                 "then run: huse-edge train data/fashion-products/products.csv")
+
+
+def _user_errors(function):
+    """Turns the toolkit's own error types into a clear message and exit code 2."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        from huse_edge.errors import USER_ERRORS
+
+        try:
+            return function(*args, **kwargs)
+        except USER_ERRORS as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+@click.group()
+@click.version_option(package_name="huse-edge")
+def main() -> None:
+    """Train HUSE product embeddings, export them to TFLite and verify them on edge runtimes."""
+
+
+def _columns(category_columns: str | None):
+    from huse_edge.catalogue import Columns
+
+    if not category_columns:
+        return Columns()
+    return Columns(category=tuple(c.strip() for c in category_columns.split(",")))
+
+
+@main.command()
+@click.argument("catalogue", required=False, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs/huse"), show_default=True)
+@click.option("--backbone", type=click.Choice(["efficientnet_lite0", "mobilenet_v2", "vgg16", "small_cnn"]),
+              default="efficientnet_lite0", show_default=True)
+@click.option("--backbone-weights", type=click.Path(exists=True, path_type=Path),
+              help="Pretrained weights file (EfficientNet-Lite0: a PyTorch state dict; Keras apps: .h5).")
+@click.option("--image-size", default="128x96", show_default=True, help="Model input HEIGHTxWIDTH.")
+@click.option("--trainable-blocks", type=int, default=None, help="Top backbone blocks fine-tuned on cached features.")
+@click.option("--embedding-dim", type=int, default=None)
+@click.option("--epochs", type=int, default=30, show_default=True)
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--learning-rate", type=float, default=1e-3, show_default=True)
+@click.option("--patience", type=int, default=5, show_default=True, help="Early-stopping patience (epochs).")
+@click.option("--class-level", type=int, default=-1, show_default=True, help="Hierarchy level of the class (-1 = leaf).")
+@click.option("--min-class-size", type=int, default=20, show_default=True)
+@click.option("--category-columns", help="Comma-separated category columns, top level first.")
+@click.option("--class-embeddings", type=click.Path(exists=True, path_type=Path),
+              help=".npy matrix (classes x dims, rows in labels.txt order) replacing the hierarchy distance.")
+@click.option("--class-weight", "w_class", type=float, default=1.0, show_default=True)
+@click.option("--graph-weight", "w_graph", type=float, default=1.0, show_default=True)
+@click.option("--gap-weight", "w_gap", type=float, default=1.0, show_default=True)
+@click.option("--graph-threshold", type=float, default=0.8, show_default=True)
+@click.option("--cache-dir", type=click.Path(path_type=Path), help="Feature cache (default: OUT/cache).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--strict", is_flag=True, help="Stop at the first bad catalogue row instead of skipping it.")
+@_user_errors
+def train(catalogue, out_dir, backbone, backbone_weights, image_size, trainable_blocks, embedding_dim, epochs,
+          batch_size, learning_rate, patience, class_level, min_class_size, category_columns, class_embeddings,
+          w_class, w_graph, w_gap, graph_threshold, cache_dir, seed, strict):
+    """Train HUSE on CATALOGUE (default: the shared Fashion Product Images catalogue)."""
+    catalogue = catalogue or DEFAULT_CATALOGUE
+    if not catalogue.is_file():
+        raise click.UsageError(GET_DATA_HINT.format(path=catalogue))
+    import numpy as np
+
+    from huse_edge.loss import LossWeights
+    from huse_edge.train import TrainConfig, overrides_for
+    from huse_edge.train import train as run_training
+
+    height, width = _size(image_size)
+    overrides = overrides_for(backbone=backbone, image_height=height, image_width=width,
+                              trainable_blocks=trainable_blocks, embedding_dim=embedding_dim)
+    run_training(catalogue, out_dir, overrides,
+                 TrainConfig(epochs, batch_size, learning_rate, patience, seed, class_level, min_class_size),
+                 LossWeights(w_class, w_graph, w_gap, graph_threshold), _columns(category_columns), strict,
+                 np.load(class_embeddings, allow_pickle=False) if class_embeddings else None,
+                 backbone_weights, cache_dir)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"expected HEIGHTxWIDTH, got {text!r}") from None
+    return height, width
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(exists=True, path_type=Path))
+@click.argument("catalogue", type=click.Path(exists=True, path_type=Path))
+@click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@_user_errors
+def evaluate(model_dir, catalogue, split, as_json):
+    """Evaluate a trained MODEL_DIR on CATALOGUE (same format as for training)."""
+    from huse_edge.evaluate import format_metrics
+    from huse_edge.evaluation_job import evaluate_model_dir
+
+    metrics = evaluate_model_dir(model_dir, catalogue, split)
+    click.echo(json.dumps(metrics, indent=2) if as_json else format_metrics(metrics))

@@ -1,0 +1,9 @@
+"""The error types a user can act on; the CLI prints them as one line instead of a traceback."""
+
+from huse_edge.catalogue import CatalogueError
+from huse_edge.tokenizer import TokenizerError
+from huse_edge.torch_checkpoint import CheckpointError
+from huse_edge.transform import ImageError
+
+USER_ERRORS: tuple[type[Exception], ...] = (CatalogueError, TokenizerError, CheckpointError, ImageError,
+                                            FileNotFoundError)

@@ -1,0 +1,88 @@
+"""Metrics on a split: classification per modality and hierarchy level, and class-level retrieval recall.
+
+Fusion: the fused prediction is the mean of the image and text class probabilities (late fusion through the
+shared classification layer), the same computation as the exported `classify_product` signature.
+
+Class-level Recall@K (the HUSE paper's retrieval metric): a query counts as a hit when at least one of its K
+nearest neighbours (cosine) in the gallery has the query's class. Image->text and text->image search the other
+modality of the whole split; image->image and text->text search the same modality without the query itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from huse_edge.hierarchy import LabelHierarchy
+
+RECALL_KS = (1, 5, 10)
+_QUERY_CHUNK = 1024
+
+
+def top_k_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
+    top = np.argpartition(-scores, kth=min(k, scores.shape[1]) - 1, axis=1)[:, :k]
+    return float(np.mean(np.any(top == labels[:, None], axis=1)))
+
+
+def class_recall_at_k(queries: np.ndarray, gallery: np.ndarray, query_labels: np.ndarray,
+                      gallery_labels: np.ndarray, ks=RECALL_KS, exclude_self: bool = False) -> dict[int, float]:
+    hits = {k: 0 for k in ks}
+    kmax = max(ks)
+    for start in range(0, len(queries), _QUERY_CHUNK):
+        similarity = queries[start: start + _QUERY_CHUNK] @ gallery.T
+        if exclude_self:
+            rows = np.arange(similarity.shape[0])
+            similarity[rows, rows + start] = -np.inf
+        nearest = np.argsort(-similarity, axis=1, kind="stable")[:, :kmax]
+        same = gallery_labels[nearest] == query_labels[start: start + _QUERY_CHUNK, None]
+        for k in ks:
+            hits[k] += int(np.sum(np.any(same[:, :k], axis=1)))
+    return {k: hits[k] / len(queries) for k in ks}
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def evaluate_outputs(outputs: dict[str, np.ndarray], labels: np.ndarray, hierarchy: LabelHierarchy) -> dict:
+    """All metrics from the model's outputs (embeddings, logits, fused probabilities) on one split."""
+    labels = np.asarray(labels)
+    scores = {"image": outputs["image_logits"], "text": outputs["text_logits"],
+              "fused": outputs["fused_probabilities"]}
+    metrics: dict = {"products": int(len(labels))}
+    for name, value in scores.items():
+        predicted = np.argmax(value, axis=1)
+        metrics[f"{name}_top1"] = top_k_accuracy(value, labels, 1)
+        metrics[f"{name}_top5"] = top_k_accuracy(value, labels, 5)
+        for level in range(hierarchy.depth):
+            ids = hierarchy.level_ids(level)
+            metrics[f"{name}_level{level}_top1"] = float(np.mean(ids[predicted] == ids[labels]))
+    image = outputs["image_embedding"].astype(np.float32)
+    text = outputs["text_embedding"].astype(np.float32)
+    directions = {"image_to_text": (image, text, False), "text_to_image": (text, image, False),
+                  "image_to_image": (image, image, True), "text_to_text": (text, text, True)}
+    for name, (queries, gallery, exclude) in directions.items():
+        for k, value in class_recall_at_k(queries, gallery, labels, labels, exclude_self=exclude).items():
+            metrics[f"{name}_R@{k}"] = value
+    metrics["image_text_cosine"] = float(np.mean(np.sum(image * text, axis=1)))
+    return metrics
+
+
+def format_metrics(metrics: dict) -> str:
+    """A readable table of the headline metrics."""
+    lines = [f"{'':<8}{'top-1':>8}{'top-5':>8}" + "".join(f"{'L' + str(i) + ' top-1':>11}"
+                                                         for i in range(_levels(metrics)))]
+    for name in ("image", "text", "fused"):
+        levels = "".join(f"{metrics[f'{name}_level{i}_top1']:>11.4f}" for i in range(_levels(metrics)))
+        lines.append(f"{name:<8}{metrics[f'{name}_top1']:>8.4f}{metrics[f'{name}_top5']:>8.4f}{levels}")
+    lines.append(f"{'retrieval (class-level)':<24}" + "".join(f"{'R@' + str(k):>8}" for k in RECALL_KS))
+    for direction in ("image_to_text", "text_to_image", "image_to_image", "text_to_text"):
+        lines.append(f"{direction:<24}" + "".join(f"{metrics[f'{direction}_R@{k}']:>8.4f}" for k in RECALL_KS))
+    lines.append(f"products: {metrics['products']}, mean image-text cosine of a product: "
+                 f"{metrics['image_text_cosine']:.4f}")
+    return "\n".join(lines)
+
+
+def _levels(metrics: dict) -> int:
+    return sum(1 for key in metrics if key.startswith("fused_level") and key.endswith("_top1"))

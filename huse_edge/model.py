@@ -1,0 +1,138 @@
+"""HUSE: an image tower and a text tower, each ending in D units + L2 normalisation, and one shared
+classification layer applied to both embeddings.
+
+`build_huse` returns three views of one set of layers:
+- `inference`: pixels (0..255) + int32 tokens -> embeddings, per-modality logits and fused probabilities
+  (the model that is saved, evaluated and exported);
+- `feature_extractor`: pixels -> the frozen backbone output that is cached once per catalogue (None when the
+  backbone trains from pixels);
+- `trainable`: cached features + tokens -> the same outputs; what `fit` optimises.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from huse_edge._tf import keras
+from huse_edge.backbones import build_backbone
+from huse_edge.layers import L2Normalize, MeanProbabilities
+
+OUTPUTS = ("image_embedding", "text_embedding", "image_logits", "text_logits", "fused_probabilities")
+
+
+@dataclass(frozen=True)
+class HuseConfig:
+    """Everything needed to rebuild the network; round-trips through `to_dict`/`from_dict`."""
+
+    num_classes: int
+    vocab_size: int
+    max_length: int = 16
+    embedding_dim: int = 256
+    backbone: str = "efficientnet_lite0"
+    image_height: int = 128
+    image_width: int = 96
+    trainable_blocks: int = 1
+    image_hidden: int = 512
+    text_hidden: int = 512
+    token_dim: int = 96
+    text_filters: int = 256
+    dropout: float = 0.2
+    logit_scale: float = 16.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "HuseConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+    def save(self, path: str | Path) -> None:
+        from huse_edge.atomic import write_text
+
+        write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "HuseConfig":
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+@dataclass
+class HuseModel:
+    config: HuseConfig
+    inference: keras.Model
+    trainable: keras.Model
+    feature_extractor: keras.Model | None
+    backbone_source: str
+
+
+def _mlp_head(name: str, hidden: int, dim: int, dropout: float):
+    layers = [keras.layers.Dropout(dropout, name=f"{name}_dropout0"),
+              keras.layers.Dense(hidden, activation="relu", name=f"{name}_hidden"),
+              keras.layers.Dropout(dropout, name=f"{name}_dropout1"),
+              keras.layers.Dense(dim, name=f"{name}_projection"),
+              L2Normalize(name=f"{name}_embedding")]
+
+    def apply(x):
+        for layer in layers:
+            x = layer(x)
+        return x
+
+    return apply
+
+
+def _text_encoder(config: HuseConfig):
+    """Token embedding + 1-D convolution + global max pooling: a fast, int8-friendly title encoder."""
+    embed = keras.layers.Embedding(config.vocab_size, config.token_dim, name="token_embedding")
+    conv = keras.layers.Conv1D(config.text_filters, 3, padding="same", activation="relu", name="text_conv")
+    pool = keras.layers.GlobalMaxPooling1D(name="text_pool")
+    return lambda tokens: pool(conv(embed(tokens)))
+
+
+def _shared_classifier(config: HuseConfig):
+    """One Dense layer applied to both modalities. Its input, a unit vector, is first scaled by a constant
+    (cosine-softmax style): without it the logits of unit-norm inputs start tiny and cross-entropy learns slowly."""
+    scale = keras.layers.Rescaling(config.logit_scale, name="logit_scale")
+    dense = keras.layers.Dense(config.num_classes, name="shared_classifier")
+    return lambda embedding: dense(scale(embedding))
+
+
+def _outputs(image_features, tokens, config: HuseConfig, image_head, text_encoder, text_head, classifier):
+    image_embedding = image_head(image_features)
+    text_embedding = text_head(text_encoder(tokens))
+    image_logits = classifier(image_embedding)
+    text_logits = classifier(text_embedding)
+    fused = MeanProbabilities(name="fused")([image_logits, text_logits])
+    return dict(zip(OUTPUTS, (image_embedding, text_embedding, image_logits, text_logits, fused)))
+
+
+def build_huse(config: HuseConfig, backbone_weights: str | Path | None = None,
+               use_pretrained: bool = True) -> HuseModel:
+    parts = build_backbone(config.backbone, config.trainable_blocks, backbone_weights, use_pretrained)
+    image_head = _mlp_head("image", config.image_hidden, config.embedding_dim, config.dropout)
+    text_head = _mlp_head("text", config.text_hidden, config.embedding_dim, config.dropout)
+    text_encoder = _text_encoder(config)
+    classifier = _shared_classifier(config)
+
+    # Pixel values 0..255 as float32: a full-int8 conversion then turns this input into uint8 with scale ~1.
+    pixels = keras.Input((config.image_height, config.image_width, 3), dtype="float32", name="image")
+    tokens = keras.Input((config.max_length,), dtype="int32", name="tokens")
+    cached = parts.bottom(pixels) if parts.bottom else pixels
+    heads = (config, image_head, text_encoder, text_head, classifier)
+    inference = keras.Model([pixels, tokens], _outputs(parts.top(cached), tokens, *heads), name="huse")
+
+    features = keras.Input(cached.shape[1:], dtype=cached.dtype, name="image_features")
+    trainable = keras.Model([features, tokens], _outputs(parts.top(features), tokens, *heads), name="huse_train")
+    extractor = keras.Model(pixels, cached, name="huse_features") if parts.bottom else None
+    parts.load_weights()
+    if parts.pretrained:  # fine-tune the top blocks with frozen batch statistics, as is usual for small batches
+        frozen = extractor.layers if extractor is not None else []
+        for layer in [*frozen, *trainable.layers]:
+            if layer in frozen or isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+    return HuseModel(config, inference, trainable, extractor, parts.source)

@@ -1,0 +1,230 @@
+"""Runs an exported bundle on any available TFLite interpreter, with quantisation handled for the caller.
+
+Backends (all optional; an absent one raises `BackendUnavailable` with the reason):
+- `litert`: ai-edge-litert Interpreter with its default XNNPACK CPU delegate (`xnnpack=False` turns it off);
+- `litert-reference`: ai-edge-litert with the reference kernels (the numerical ground truth, slow);
+- `litert-compiled`: ai-edge-litert CompiledModel (CPU, or the GPU/NPU accelerators where the platform has them);
+- `tflite-runtime`: the legacy `tflite_runtime` package many edge boards still run;
+- `tf-lite`: `tf.lite.Interpreter` from a full TensorFlow install.
+External delegates (GPU, Edge TPU `libedgetpu.so`, vendor NPUs) are loaded by path with their options.
+This module never imports TensorFlow unless the `tf-lite` backend is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from huse_edge.bundle import Bundle
+from huse_edge.transform import preprocess
+
+BACKENDS = ("litert", "litert-reference", "litert-compiled", "tflite-runtime", "tf-lite")
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend or delegate cannot be used on this machine; the message says why."""
+
+
+class InputError(ValueError):
+    """Inputs of the wrong shape or type for the model."""
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    backend: str = "litert"
+    threads: int | None = None
+    xnnpack: bool = True
+    delegate: str | None = None
+    delegate_options: dict = field(default_factory=dict)
+    accelerator: str = "cpu"  # litert-compiled only: cpu, gpu or npu
+
+    @property
+    def label(self) -> str:
+        parts = [self.backend]
+        if self.backend == "litert" and not self.xnnpack:
+            parts.append("no-xnnpack")
+        if self.delegate:
+            parts.append(f"delegate={Path(self.delegate).name}")
+        if self.backend == "litert-compiled":
+            parts.append(self.accelerator)
+        if self.threads:
+            parts.append(f"{self.threads}t")
+        return ":".join(parts)
+
+
+def _interpreter_module(backend: str):
+    names = {"litert": "ai_edge_litert.interpreter", "litert-reference": "ai_edge_litert.interpreter",
+             "tflite-runtime": "tflite_runtime.interpreter"}
+    try:
+        if backend == "tf-lite":
+            import os
+
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            return importlib.import_module("tensorflow").lite
+        return importlib.import_module(names[backend])
+    except ImportError as error:
+        raise BackendUnavailable(f"{backend}: not installed ({error})") from None
+
+
+def _quantise(values: np.ndarray, detail: dict) -> np.ndarray:
+    dtype = detail["dtype"]
+    scale, zero_point = detail["quantization"]
+    if dtype in (np.int8, np.uint8, np.int16) and scale:
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(values / scale + zero_point), info.min, info.max).astype(dtype)
+    return np.asarray(values, dtype=dtype)
+
+
+def _dequantise(values: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero_point = detail["quantization"]
+    if values.dtype in (np.int8, np.uint8, np.int16) and scale:
+        return (values.astype(np.float32) - zero_point) * scale
+    return values.astype(np.float32)
+
+
+class _InterpreterSignatures:
+    """Signature runners of a classic Interpreter (LiteRT, tflite-runtime, tf.lite)."""
+
+    def __init__(self, model_path: Path, options: RuntimeOptions):
+        module = _interpreter_module(options.backend)
+        kwargs: dict = {"model_path": str(model_path), "num_threads": options.threads}
+        resolver = getattr(module, "OpResolverType", None)
+        if options.backend == "litert-reference":
+            kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_REF
+        elif not options.xnnpack:
+            kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        if options.delegate:
+            try:
+                kwargs["experimental_delegates"] = [module.load_delegate(options.delegate, options.delegate_options)]
+            except (ValueError, OSError, RuntimeError) as error:
+                raise BackendUnavailable(f"delegate {options.delegate}: cannot be loaded ({error})") from None
+        try:
+            self.interpreter = module.Interpreter(**kwargs)
+        except (ValueError, RuntimeError) as error:
+            raise BackendUnavailable(f"{options.label}: cannot load {model_path.name} ({error})") from None
+        self._runners: dict = {}
+
+    def signatures(self) -> list[str]:
+        return list(self.interpreter.get_signature_list())
+
+    def run(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if signature not in self._runners:
+            self._runners[signature] = self.interpreter.get_signature_runner(signature)
+        runner = self._runners[signature]
+        in_details, out_details = runner.get_input_details(), runner.get_output_details()
+        feed = {name: _quantise(inputs[name], in_details[name]) for name in in_details}
+        try:
+            raw = runner(**feed)
+        except (ValueError, RuntimeError) as error:
+            raise InputError(f"{signature}: {error}") from None
+        return {name: _dequantise(value, out_details[name]) for name, value in raw.items()}
+
+    def input_details(self, signature: str) -> dict:
+        return self.interpreter.get_signature_runner(signature).get_input_details()
+
+
+class _CompiledModelSignatures:
+    """LiteRT's CompiledModel API: the hardware-accelerator path (CPU here; GPU/NPU where available)."""
+
+    def __init__(self, model_path: Path, options: RuntimeOptions):
+        try:
+            from ai_edge_litert.compiled_model import CompiledModel
+            from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+        except ImportError as error:
+            raise BackendUnavailable(f"litert-compiled: not installed ({error})") from None
+        accelerator = {"cpu": HardwareAccelerator.CPU, "gpu": HardwareAccelerator.GPU,
+                       "npu": HardwareAccelerator.NPU}[options.accelerator]
+        try:
+            self.model = CompiledModel.from_file(str(model_path), hardware_accel=accelerator)
+        except (RuntimeError, ValueError) as error:
+            raise BackendUnavailable(f"litert-compiled:{options.accelerator}: {error}") from None
+        if options.accelerator != "cpu" and not self.model.is_fully_accelerated():
+            raise BackendUnavailable(f"litert-compiled:{options.accelerator}: accelerator not available here")
+
+    def signatures(self) -> list[str]:
+        return list(self.model.get_signature_list())
+
+    def input_details(self, signature: str) -> dict:
+        return {k: _details(v) for k, v in self.model.get_input_tensor_details(signature).items()}
+
+    def run(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        in_details = self.input_details(signature)
+        out_details = {k: _details(v) for k, v in self.model.get_output_tensor_details(signature).items()}
+        index = self.model.get_signature_index(signature)
+        batch = len(next(iter(inputs.values())))
+        outputs: dict[str, list] = {name: [] for name in out_details}
+        for row in range(batch):  # the CPU CompiledModel runs the static batch-1 shapes
+            in_buffers = self.model.create_input_buffers(index)
+            out_buffers = self.model.create_output_buffers(index)
+            for buffer, name in zip(in_buffers, in_details):
+                buffer.write(_quantise(inputs[name][row: row + 1], in_details[name]).ravel())
+            self.model.run_by_index(index, in_buffers, out_buffers)
+            for buffer, name in zip(out_buffers, out_details):
+                detail = out_details[name]
+                size = int(np.prod(detail["shape"]))
+                raw = buffer.read(size, detail["dtype"]).reshape(detail["shape"])
+                outputs[name].append(_dequantise(raw, detail))
+        return {name: np.concatenate(values) for name, values in outputs.items()}
+
+
+def _details(raw: dict) -> dict:
+    dtype = np.dtype(raw.get("dtype", np.float32))
+    quantization = raw.get("quantization", (0.0, 0))
+    return {"dtype": dtype.type, "quantization": tuple(quantization), "shape": tuple(raw.get("shape", ()))}
+
+
+class HuseRuntime:
+    """One bundle variant on one backend: embeddings and class probabilities from images and titles."""
+
+    def __init__(self, bundle: Bundle, variant: str = "int8", options: RuntimeOptions = RuntimeOptions()):
+        self.bundle = bundle
+        self.variant = variant
+        self.options = options
+        model_path = bundle.model_file(variant)
+        factory = _CompiledModelSignatures if options.backend == "litert-compiled" else _InterpreterSignatures
+        if options.backend not in BACKENDS:
+            raise BackendUnavailable(f"unknown backend {options.backend!r}; choose one of {', '.join(BACKENDS)}")
+        self._signatures = factory(model_path, options)
+
+    def images_to_input(self, images: Sequence[str | Path | np.ndarray] | np.ndarray) -> np.ndarray:
+        """Model input pixels (N, H, W, 3) float32 0..255 from files, decoded RGB arrays or a ready batch."""
+        height, width = self.bundle.image_height, self.bundle.image_width
+        if isinstance(images, np.ndarray) and images.ndim == 4:
+            if images.shape[1:] != (height, width, 3):
+                raise InputError(f"image batch must be (N, {height}, {width}, 3), got {images.shape}")
+            return images.astype(np.float32)
+        return np.stack([preprocess(i, height, width) for i in images]).astype(np.float32)
+
+    def tokens(self, titles: Sequence[str]) -> np.ndarray:
+        return self.bundle.tokenizer.encode_batch(titles)
+
+    def _run(self, signature: str, **inputs: np.ndarray) -> np.ndarray:
+        outputs = self._signatures.run(signature, inputs)
+        return next(iter(outputs.values()))
+
+    def embed_image(self, images) -> np.ndarray:
+        return self._run("embed_image", image=self.images_to_input(images))
+
+    def embed_text(self, titles: Sequence[str] | np.ndarray) -> np.ndarray:
+        tokens = titles if isinstance(titles, np.ndarray) else self.tokens(titles)
+        if tokens.ndim != 2 or tokens.shape[1] != self.bundle.tokenizer.spec.max_length:
+            raise InputError(f"tokens must be (N, {self.bundle.tokenizer.spec.max_length}), got {tokens.shape}")
+        return self._run("embed_text", tokens=tokens.astype(np.int32))
+
+    def classify(self, embeddings: np.ndarray) -> np.ndarray:
+        return self._run("classify", embedding=np.asarray(embeddings, np.float32))
+
+    def classify_product(self, images, titles: Sequence[str] | np.ndarray) -> np.ndarray:
+        tokens = titles if isinstance(titles, np.ndarray) else self.tokens(titles)
+        return self._run("classify_product", image=self.images_to_input(images), tokens=tokens.astype(np.int32))
+
+    def top_k(self, probabilities: np.ndarray, k: int = 5) -> list[list[dict]]:
+        """Per row: the k best classes with their full hierarchy path and probability."""
+        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+        paths = self.bundle.hierarchy.paths
+        return [[{"class_id": int(c), "label": paths[c][-1], "path": list(paths[c]),
+                  "score": float(row[c])} for c in top] for row, top in zip(probabilities, order)]

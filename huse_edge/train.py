@@ -1,0 +1,211 @@
+"""Training: catalogue -> cached backbone features + tokens -> HUSE towers trained on the three losses.
+
+Kept apart from the library modules (model, loss, features) as in open_clip: this is the job, they are the parts.
+Interrupted runs resume from `OUT/checkpoints/backup` (Keras BackupAndRestore: weights, optimizer, epoch); the
+best epoch on the validation split (fused top-1) is kept in `OUT/checkpoints/best` and is what gets saved.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from huse_edge import __version__
+from huse_edge._tf import keras, tf
+from huse_edge.catalogue import Catalogue, Columns, LabelledCatalogue, label, read_catalogue
+from huse_edge.evaluate import evaluate_outputs, format_metrics
+from huse_edge.features import cached_features, pixels_dataset
+from huse_edge.hierarchy import cosine_distances
+from huse_edge.loss import COMPONENTS, HuseLoss, LossWeights
+from huse_edge.model import OUTPUTS, HuseConfig, HuseModel, build_huse
+from huse_edge.model_dir import save_model_dir
+from huse_edge.tokenizer import Tokenizer, TokenizerSpec
+
+MODALITIES = ("image", "text", "fused")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    patience: int = 5
+    seed: int = 0
+    class_level: int = -1
+    min_class_size: int = 20
+
+
+class HuseTrainer(keras.Model):
+    """Optimises a HUSE network on the sum of the three losses and logs each loss and accuracy per epoch."""
+
+    def __init__(self, network: keras.Model, huse_loss: HuseLoss, **kwargs):
+        super().__init__(**kwargs)
+        self.network = network
+        self.huse_loss = huse_loss
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", *COMPONENTS)}
+        self.accuracies = {m: keras.metrics.SparseCategoricalAccuracy(name=f"{m}_accuracy") for m in MODALITIES}
+
+    def call(self, inputs, training=False):
+        return self.network(inputs, training=training)
+
+    @property
+    def metrics(self):
+        return [*self.trackers.values(), *self.accuracies.values()]
+
+    def _record(self, parts, outputs, labels):
+        for name, tracker in self.trackers.items():
+            tracker.update_state(parts[name])
+        keys = {"image": "image_logits", "text": "text_logits", "fused": "fused_probabilities"}
+        for modality, metric in self.accuracies.items():
+            metric.update_state(labels, outputs[keys[modality]])
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        inputs, labels = data
+        with tf.GradientTape() as tape:
+            outputs = self.network(inputs, training=True)
+            parts = self.huse_loss(outputs, labels)
+        weights = self.network.trainable_weights
+        self.optimizer.apply_gradients(zip(tape.gradient(parts["loss"], weights), weights))
+        return self._record(parts, outputs, labels)
+
+    def test_step(self, data):
+        inputs, labels = data
+        outputs = self.network(inputs, training=False)
+        return self._record(self.huse_loss(outputs, labels), outputs, labels)
+
+
+def _dataset(images: np.ndarray, tokens: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool,
+             seed: int) -> tf.data.Dataset:
+    data = tf.data.Dataset.from_tensor_slices(((images, tokens), labels.astype(np.int32)))
+    if shuffle:
+        data = data.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    def to_float(x, y):
+        return (tf.cast(x[0], tf.float32), x[1]), y
+
+    return data.batch(batch_size).map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def image_inputs(model: HuseModel, products, cache_dir: Path) -> np.ndarray:
+    """What the trainable network eats: cached backbone features, or uint8 pixels when nothing is frozen."""
+    if model.feature_extractor is not None:
+        return cached_features(model, products, cache_dir)
+    config = model.config
+    return np.concatenate([b.numpy() for b in pixels_dataset(
+        [p.image for p in products], config.image_height, config.image_width, 256)])
+
+
+def predict_outputs(network: keras.Model, images: np.ndarray, tokens: np.ndarray,
+                    batch_size: int = 512) -> dict[str, np.ndarray]:
+    outputs: dict[str, list] = {k: [] for k in OUTPUTS}
+    for start in range(0, len(tokens), batch_size):
+        batch = network([np.asarray(images[start: start + batch_size], dtype=np.float32),
+                         tokens[start: start + batch_size]], training=False)
+        for key in OUTPUTS:
+            outputs[key].append(batch[key].numpy())
+    return {k: np.concatenate(v) for k, v in outputs.items()}
+
+
+def load_labelled(catalogue_path, columns: Columns, train_config: TrainConfig, strict: bool,
+                  hierarchy=None) -> tuple[Catalogue, LabelledCatalogue]:
+    catalogue = read_catalogue(catalogue_path, columns, strict=strict)
+    for issue in catalogue.issues[:20]:
+        print(f"  {issue}")
+    if len(catalogue.issues) > 20:
+        print(f"  ... {len(catalogue.issues) - 20} more row reports")
+    print(catalogue.summary())
+    labelled = label(catalogue, train_config.class_level, train_config.min_class_size, hierarchy)
+    if labelled.dropped_classes:
+        dropped = sum(labelled.dropped_classes.values())
+        reason = "not among the model's classes" if hierarchy is not None else \
+            f"fewer than {train_config.min_class_size} products"
+        print(f"dropped {len(labelled.dropped_classes)} classes ({dropped} products): {reason}")
+    return catalogue, labelled
+
+
+def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict | None = None,
+          train_config: TrainConfig = TrainConfig(), loss_weights: LossWeights = LossWeights(),
+          columns: Columns = Columns(), strict: bool = False, class_embeddings: np.ndarray | None = None,
+          backbone_weights: str | Path | None = None, cache_dir: str | Path | None = None,
+          tokenizer_spec: TokenizerSpec = TokenizerSpec()) -> dict:
+    """Trains HUSE on a catalogue and writes the model directory; returns the test-split metrics."""
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    keras.utils.set_random_seed(train_config.seed)
+    _, labelled = load_labelled(catalogue_path, columns, train_config, strict)
+    hierarchy = labelled.hierarchy
+    splits = {name: labelled.split(name) for name in ("train", "val", "test")}
+    for name, part in splits.items():
+        if not part.products:
+            raise ValueError(f"the {name} split is empty: the catalogue is too small to train on")
+    print(f"{len(hierarchy)} classes; products train/val/test: "
+          + "/".join(str(len(s.products)) for s in splits.values()))
+
+    tokenizer = Tokenizer.build((p.title for p in splits["train"].products), tokenizer_spec)
+    config = HuseConfig(num_classes=len(hierarchy), vocab_size=len(tokenizer),
+                        max_length=tokenizer.spec.max_length, **(model_overrides or {}))
+    model = build_huse(config, backbone_weights)
+    print(f"image backbone: {config.backbone} at {config.image_height}x{config.image_width}, "
+          f"weights: {model.backbone_source}" + ("" if model.feature_extractor is not None else
+                                                  " (no frozen part: training from pixels)"))
+    distances = cosine_distances(class_embeddings if class_embeddings is not None else hierarchy.class_embeddings())
+
+    cache_dir = Path(cache_dir) if cache_dir else out_dir / "cache"
+    feature_start = time.perf_counter()
+    images_all = image_inputs(model, labelled.products, cache_dir)
+    feature_seconds = time.perf_counter() - feature_start
+    index = {id(p): i for i, p in enumerate(labelled.products)}
+    data = {}
+    for name, part in splits.items():
+        rows = np.array([index[id(p)] for p in part.products])
+        data[name] = (np.asarray(images_all[rows]), tokenizer.encode_batch(p.title for p in part.products),
+                      np.asarray(part.labels))
+
+    trainer = HuseTrainer(model.trainable, HuseLoss(distances, loss_weights))
+    trainer.compile(optimizer=keras.optimizers.Adam(train_config.learning_rate))
+    trainer([data["train"][0][:1].astype(np.float32), data["train"][1][:1]])  # built, so a backup can restore
+    checkpoints = out_dir / "checkpoints"
+    best = checkpoints / "best" / "weights"
+    monitor = "val_fused_accuracy"
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(checkpoints / "backup")),
+        keras.callbacks.ModelCheckpoint(str(best), monitor=monitor, mode="max", save_best_only=True,
+                                        save_weights_only=True),
+        keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=train_config.patience),
+        keras.callbacks.TensorBoard(str(out_dir / "logs")),
+        keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
+    ]
+    fit_start = time.perf_counter()
+    history = trainer.fit(_dataset(*data["train"], train_config.batch_size, True, train_config.seed),
+                validation_data=_dataset(*data["val"], 1024, False, 0),
+                epochs=train_config.epochs, callbacks=callbacks, verbose=2)
+    fit_seconds = time.perf_counter() - fit_start
+    trainer.load_weights(str(best)).expect_partial()
+
+    metrics = evaluate_outputs(predict_outputs(model.trainable, *data["test"][:2]), data["test"][2], hierarchy)
+    metrics.update({
+        "split": "test", "catalogue": str(catalogue_path),
+        "train_products_per_second": len(data["train"][2]) * len(history.history.get("loss", [])) / fit_seconds,
+        "feature_seconds": feature_seconds, "fit_seconds": fit_seconds,
+        "total_seconds": time.perf_counter() - started,
+    })
+    full_config = {
+        "huse_edge_version": __version__, "model": config.to_dict(), "train": asdict(train_config),
+        "loss": loss_weights.to_dict(), "columns": {**asdict(columns), "category": list(columns.category)},
+        "tokenizer": asdict(tokenizer.spec), "backbone_source": model.backbone_source,
+        "class_embeddings": "user matrix" if class_embeddings is not None else "hierarchy (tree distance)",
+    }
+    save_model_dir(out_dir, model.inference, full_config, hierarchy, tokenizer, distances, metrics)
+    print(format_metrics(metrics))
+    print(f"trained in {metrics['total_seconds'] / 60:.1f} min (features {feature_seconds:.0f} s, "
+          f"fit {fit_seconds:.0f} s); model directory: {out_dir}")
+    return metrics
+
+
+def overrides_for(**kwargs) -> dict:
+    """HuseConfig overrides from CLI options, dropping the ones left unset."""
+    return {k: v for k, v in kwargs.items() if v is not None}
+

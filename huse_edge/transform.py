@@ -1,0 +1,71 @@
+"""Image preprocessing shared by training, the edge runtime and (re-implemented, golden-tested) the Android app.
+
+Specification, so every platform produces the same uint8 tensor:
+1. Decode the file; apply the EXIF orientation; convert to RGB (alpha is composited onto white, palette and
+   greyscale are expanded, CMYK converted).
+2. Resize to (height, width) with bilinear interpolation, half-pixel centres and no antialiasing: output row y
+   samples source row c = clamp((y + 0.5) * in_h / out_h - 0.5, 0, in_h - 1) as (1 - f) * row[floor(c)] +
+   f * row[min(floor(c) + 1, in_h - 1)] with f = c - floor(c); columns likewise. Rows are interpolated first,
+   then columns, in float32; the coordinates and weights are computed in float64.
+3. Round to nearest with ties to even (numpy `rint`), clip to 0..255, uint8.
+The model normalises pixels itself, so the edge input is this uint8 tensor, HWC, RGB.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+# Refuse decompression bombs before decoding: 40 megapixels is far above any product photo.
+MAX_PIXELS = 40_000_000
+
+
+class ImageError(ValueError):
+    """An image that cannot be turned into a model input."""
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Decodes an image file to an RGB uint8 array (H, W, 3), following step 1 of the specification."""
+    try:
+        with Image.open(path) as image:
+            if image.width * image.height > MAX_PIXELS:
+                raise ImageError(f"{path}: {image.width}x{image.height} exceeds {MAX_PIXELS} pixels")
+            image = ImageOps.exif_transpose(image)
+            if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+                rgba = image.convert("RGBA")
+                background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                image = Image.alpha_composite(background, rgba)
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except ImageError:
+        raise
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as error:
+        raise ImageError(f"{path}: cannot decode image ({error})") from None
+
+
+def _axis_weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    coords = (np.arange(out_size, dtype=np.float64) + 0.5) * (in_size / out_size) - 0.5
+    coords = np.clip(coords, 0.0, in_size - 1)
+    low = np.floor(coords).astype(np.int64)
+    high = np.minimum(low + 1, in_size - 1)
+    return low, high, coords - low
+
+
+def resize_bilinear(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Step 2 and 3 of the specification: bilinear, half-pixel centres, no antialiasing, rint to uint8."""
+    y0, y1, wy = _axis_weights(pixels.shape[0], height)
+    x0, x1, wx = _axis_weights(pixels.shape[1], width)
+    wy, wx = wy.astype(np.float32), wx.astype(np.float32)
+    source = pixels.astype(np.float32)
+    rows = source[y0] * (1 - wy)[:, None, None] + source[y1] * wy[:, None, None]
+    out = rows[:, x0] * (1 - wx)[None, :, None] + rows[:, x1] * wx[None, :, None]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def preprocess(path_or_pixels: str | Path | np.ndarray, height: int, width: int) -> np.ndarray:
+    """Model input (height, width, 3) uint8 for an image file or an already decoded RGB array."""
+    pixels = path_or_pixels if isinstance(path_or_pixels, np.ndarray) else load_rgb(path_or_pixels)
+    if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
+        raise ImageError(f"expected an RGB uint8 array (H, W, 3), got {pixels.dtype} {pixels.shape}")
+    return resize_bilinear(pixels, height, width)
