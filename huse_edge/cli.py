@@ -120,3 +120,71 @@ def evaluate(model_dir, catalogue, split, as_json):
 
     metrics = evaluate_model_dir(model_dir, catalogue, split)
     click.echo(json.dumps(metrics, indent=2) if as_json else format_metrics(metrics))
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), help="Bundle directory (default: MODEL_DIR/bundle).")
+@click.option("--catalogue", type=click.Path(path_type=Path), default=None,
+              help="Catalogue for QAT, calibration and parity (default: the one the model was trained on).")
+@click.option("--int8", "int8", is_flag=True, help="Quantization-aware fine-tune, then full-int8 TFLite.")
+@click.option("--ptq", is_flag=True, help="Post-training full-int8 (no QAT), for comparison.")
+@click.option("--fp16", is_flag=True)
+@click.option("--dynamic", is_flag=True, help="Dynamic-range quantisation (int8 weights, float activations).")
+@click.option("--float", "float32", is_flag=True)
+@click.option("--margin", type=float, default=1.0, show_default=True,
+              help="Refuse when int8 fused top-1 is more than this many points below the float model.")
+@click.option("--force", is_flag=True, help="Write the bundle even when the parity margin is exceeded.")
+@click.option("--qat-products", type=int, default=2048, show_default=True)
+@click.option("--qat-epochs", type=int, default=1, show_default=True)
+@click.option("--parity-products", type=int, default=None, help="Limit the validation products used for parity.")
+@_user_errors
+def export(model_dir, out, catalogue, int8, ptq, fp16, dynamic, float32, margin, force, qat_products, qat_epochs,
+           parity_products):
+    """Export MODEL_DIR to an edge bundle (default: --int8 and --float)."""
+    from converters.export import ExportRefused, export_bundle
+    from huse_edge.model_dir import ModelDir
+
+    variants = [v for v, on in (("float", float32), ("fp16", fp16), ("dynamic", dynamic), ("ptq_int8", ptq),
+                                ("int8", int8)) if on] or ["float", "int8"]
+    if "int8" in variants and "float" not in variants:
+        variants.insert(0, "float")  # the reference every quantised variant is compared with on device
+    catalogue = catalogue or Path(ModelDir.load(model_dir).metrics["catalogue"])
+    try:
+        parity = export_bundle(model_dir, out or model_dir / "bundle", variants, catalogue, margin, force,
+                               qat_products, qat_epochs, parity_products=parity_products)
+    except ExportRefused as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(3)
+    click.echo(json.dumps(parity, indent=2))
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(exists=True, path_type=Path))
+@click.option("--image", type=click.Path(exists=True, path_type=Path))
+@click.option("--title")
+@click.option("--top-k", type=int, default=5, show_default=True)
+@click.option("--variant", default="int8", show_default=True)
+@click.option("--backend", default="litert", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@_user_errors
+def classify(bundle, image, title, top_k, variant, backend, as_json):
+    """Top-k classes of a product from its photo and/or title, on the edge bundle."""
+    from huse_edge.bundle import Bundle
+    from huse_edge.runtime import HuseRuntime, RuntimeOptions
+
+    if image is None and title is None:
+        raise click.UsageError("give --image, --title or both")
+    runtime = HuseRuntime(Bundle.load(bundle), variant, RuntimeOptions(backend))
+    if image is not None and title is not None:
+        probabilities = runtime.classify_product([image], [title])
+    elif image is not None:
+        probabilities = runtime.classify(runtime.embed_image([image]))
+    else:
+        probabilities = runtime.classify(runtime.embed_text([title]))
+    (top,) = runtime.top_k(probabilities, top_k)
+    if as_json:
+        click.echo(json.dumps(top, indent=2))
+        return
+    for rank, entry in enumerate(top, start=1):
+        click.echo(f"{rank}. {' > '.join(entry['path'])}  {entry['score']:.4f}")

@@ -1,9 +1,17 @@
 """The error types a user can act on; the CLI prints them as one line instead of a traceback."""
 
+from huse_edge.bundle import BundleError
 from huse_edge.catalogue import CatalogueError
 from huse_edge.tokenizer import TokenizerError
 from huse_edge.torch_checkpoint import CheckpointError
+from huse_edge.runtime import BackendUnavailable, InputError
 from huse_edge.transform import ImageError
 
+
+class ModelDirError(ValueError):
+    """A model directory that is incomplete or inconsistent."""
+
+
 USER_ERRORS: tuple[type[Exception], ...] = (CatalogueError, TokenizerError, CheckpointError, ImageError,
+                                            BundleError, ModelDirError, BackendUnavailable, InputError,
                                             FileNotFoundError)

@@ -15,15 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from huse_edge.atomic import atomic_path, write_text
+from huse_edge.errors import ModelDirError
 from huse_edge.hierarchy import LabelHierarchy
 from huse_edge.model import HuseConfig
 from huse_edge.tokenizer import Tokenizer
 
 MODEL_FILE = "model.keras"
-
-
-class ModelDirError(ValueError):
-    """A model directory that is incomplete or inconsistent."""
 
 
 @dataclass

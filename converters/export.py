@@ -1,0 +1,151 @@
+"""`huse-edge export`: trained model directory -> verified edge bundle.
+
+Order of work: convert every requested variant (QAT fine-tune first for `int8`), write the bundle into a
+temporary directory, measure parity on the validation split with the real TFLite runtime, refuse (nothing
+written) when the int8 model falls more than `margin` points of fused top-1 behind the float Keras model, and
+only then rename the bundle into place.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from converters.qat import quantize_aware
+from converters.tflite import SIGNATURES, convert, representative_dataset
+from huse_edge import __version__
+from huse_edge._tf import keras, tf
+from huse_edge.atomic import atomic_path
+from huse_edge.bundle import FORMAT_VERSION, MANIFEST, Bundle, sha256_of
+from huse_edge.evaluation_job import keras_outputs, labelled_split
+from huse_edge.features import pixels_dataset
+from huse_edge.loss import HuseLoss, LossWeights
+from huse_edge.model_dir import ModelDir
+from huse_edge.runtime import HuseRuntime, RuntimeOptions
+from huse_edge.train import HuseTrainer
+from huse_edge.transform import __doc__ as TRANSFORM_SPEC
+
+
+class ExportRefused(RuntimeError):
+    """The quantised model is not accurate enough to ship."""
+
+
+def _pixels(model_dir: ModelDir, products) -> np.ndarray:
+    config = model_dir.model_config
+    return np.concatenate([b.numpy() for b in pixels_dataset(
+        [p.image for p in products], config.image_height, config.image_width, 256)]).astype(np.float32)
+
+
+def qat_finetune(float_model: keras.Model, model_dir: ModelDir, products, labels, epochs: int,
+                 learning_rate: float, batch_size: int = 32) -> keras.Model:
+    """QAT copy of the model, fine-tuned on the same three HUSE losses as training."""
+    qat = quantize_aware(float_model)
+    images = _pixels(model_dir, products)
+    tokens = model_dir.tokenizer.encode_batch(p.title for p in products)
+    data = tf.data.Dataset.from_tensor_slices(((images, tokens), np.asarray(labels, np.int32)))
+    data = data.shuffle(len(labels), seed=0).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    trainer = HuseTrainer(qat, HuseLoss(model_dir.class_distances, LossWeights(**model_dir.config["loss"])))
+    trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    start = time.perf_counter()
+    trainer.fit(data, epochs=epochs, verbose=2)
+    print(f"qat: {len(labels) * epochs / (time.perf_counter() - start):.1f} products/s")
+    return qat
+
+
+def _fused_top1(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(np.argmax(probabilities, axis=1) == labels))
+
+
+def export_bundle(model_dir_path: str | Path, out: str | Path, variants: list[str], catalogue: str | Path,
+                  margin: float = 1.0, force: bool = False, qat_products: int = 2048, qat_epochs: int = 1,
+                  qat_learning_rate: float = 2e-5, calibration_products: int = 300,
+                  parity_products: int | None = None) -> dict:
+    model_dir = ModelDir.load(model_dir_path)
+    float_model = model_dir.keras_model()
+    train_part = labelled_split(model_dir, catalogue, "train")
+    val_part = labelled_split(model_dir, catalogue, "val")
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(train_part.products))
+    calibration = [train_part.products[i] for i in order[:calibration_products]]
+    calib_outputs = keras_outputs(float_model, model_dir, calibration)
+    calib_images = _pixels(model_dir, calibration)
+    calib_tokens = model_dir.tokenizer.encode_batch(p.title for p in calibration)
+    calib_embeddings = np.concatenate([calib_outputs["image_embedding"], calib_outputs["text_embedding"]])
+    data = representative_dataset(np.concatenate([calib_images, calib_images]),
+                                  np.concatenate([calib_tokens, calib_tokens]), calib_embeddings)
+
+    models: dict[str, dict[str, bytes]] = {}
+    for variant in variants:
+        print(f"export: converting {variant}")
+        source = float_model
+        if variant == "int8":
+            chosen = order[:qat_products]
+            source = qat_finetune(float_model, model_dir, [train_part.products[i] for i in chosen],
+                                  [train_part.labels[i] for i in chosen], qat_epochs, qat_learning_rate)
+        models[variant] = convert(source, variant, data if variant in ("int8", "ptq_int8") else None)
+
+    parity_set = val_part.products[:parity_products] if parity_products else val_part.products
+    parity_labels = np.asarray(val_part.labels[: len(parity_set)])
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        _write_bundle(tmp, model_dir, models)
+        reference = keras_outputs(float_model, model_dir, parity_set)
+        parity = {"split": "val", "products": len(parity_set),
+                  "keras_float_fused_top1": _fused_top1(reference["fused_probabilities"], parity_labels)}
+        bundle = Bundle.load(tmp)
+        images = _pixels(model_dir, parity_set)
+        tokens = model_dir.tokenizer.encode_batch(p.title for p in parity_set)
+        for variant in variants:
+            runtime = HuseRuntime(bundle, variant, RuntimeOptions("litert"))
+            probabilities = np.concatenate([runtime.classify_product(images[i: i + 64], tokens[i: i + 64])
+                                            for i in range(0, len(tokens), 64)])
+            parity[variant] = {
+                "fused_top1": _fused_top1(probabilities, parity_labels),
+                "agreement_with_float": float(np.mean(np.argmax(probabilities, 1)
+                                                      == np.argmax(reference["fused_probabilities"], 1))),
+                "size_bytes": len(models[variant]["all"]),
+            }
+            print(f"export: {variant}: fused top-1 {parity[variant]['fused_top1']:.4f} "
+                  f"(Keras float {parity['keras_float_fused_top1']:.4f}), "
+                  f"{parity[variant]['size_bytes'] / 1e6:.2f} MB")
+        for variant in ("int8", "ptq_int8"):
+            drop = 100 * (parity["keras_float_fused_top1"] - parity.get(variant, {}).get("fused_top1", 1.0))
+            if variant in parity and drop > margin and not force:
+                raise ExportRefused(f"{variant} fused top-1 is {drop:.2f} points below the float model "
+                                    f"(margin {margin}); nothing was written. Use --force to export anyway.")
+        manifest = json.loads((tmp / MANIFEST).read_text())
+        manifest["parity"] = parity
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return parity
+
+
+def _write_bundle(directory: Path, model_dir: ModelDir, models: dict[str, dict[str, bytes]]) -> None:
+    directory.mkdir(parents=True)
+    config = model_dir.model_config
+    model_dir.hierarchy.save(directory / "labels.txt")
+    model_dir.tokenizer.save(directory)
+    preprocessing = {"height": config.image_height, "width": config.image_width, "channels": "RGB",
+                     "input": "pixel values 0..255 (uint8 in int8 models, float32 otherwise), NHWC",
+                     "normalisation": "inside the model", "spec": TRANSFORM_SPEC.strip()}
+    (directory / "preprocessing.json").write_text(json.dumps(preprocessing, indent=2) + "\n")
+    variants = {}
+    for variant, files in models.items():
+        (directory / variant).mkdir()
+        (directory / f"huse_{variant}.tflite").write_bytes(files["all"])
+        for name in SIGNATURES:
+            (directory / variant / f"{name}.tflite").write_bytes(files[name])
+        variants[variant] = {"model": f"huse_{variant}.tflite",
+                             "signatures": {name: f"{variant}/{name}.tflite" for name in SIGNATURES}}
+    files = sorted(p for p in directory.rglob("*") if p.is_file())
+    manifest = {
+        "format_version": FORMAT_VERSION, "huse_edge_version": __version__, "tensorflow_version": tf.__version__,
+        "python": platform.python_version(), "num_classes": len(model_dir.hierarchy),
+        "vocab_size": len(model_dir.tokenizer), "embedding_dim": config.embedding_dim,
+        "signatures": list(SIGNATURES), "variants": variants,
+        "files": {str(p.relative_to(directory)): sha256_of(p) for p in files},
+    }
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

@@ -1,0 +1,127 @@
+"""Keras HUSE model -> TFLite, one multi-signature file per variant plus one file per signature.
+
+Signatures (inputs -> outputs):
+- `embed_image`: image (N, H, W, 3) pixels 0..255 -> embedding (N, D)
+- `embed_text`: tokens (N, L) int32 -> embedding (N, D)
+- `classify`: embedding (N, D) -> probabilities (N, K) (softmax of the shared layer)
+- `classify_product`: image + tokens -> probabilities (N, K) (mean of the two towers' probabilities)
+Full-int8 variants take the image as uint8 (scale ~1: raw pixels), tokens as int32, and return int8 outputs whose
+scale and zero point are in the model; the runtime dequantises them.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from huse_edge._tf import keras, tf
+from huse_edge.model import OUTPUTS
+
+VARIANTS = ("float", "fp16", "dynamic", "ptq_int8", "int8")
+SIGNATURES = ("embed_image", "embed_text", "classify", "classify_product")
+
+
+def _find_layer(model: keras.Model, name: str) -> keras.layers.Layer:
+    """A layer by name, also inside a QAT model where it is wrapped as `quant_<name>`."""
+    for layer in model.layers:
+        if layer.name in (name, f"quant_{name}"):
+            return layer
+    raise KeyError(f"model has no layer {name!r}")
+
+
+def _as_dict(outputs) -> dict:
+    return outputs if isinstance(outputs, dict) else dict(zip(OUTPUTS, outputs))
+
+
+class HuseSignatures(tf.Module):
+    """The four exported entry points around one (float or QAT) Keras model."""
+
+    def __init__(self, model: keras.Model):
+        super().__init__()
+        self.model = model
+        _, height, width, _ = model.inputs[0].shape
+        length = model.inputs[1].shape[1]
+        dim = _as_dict(model.outputs)["image_embedding"].shape[-1]
+        self.scale = _find_layer(model, "logit_scale")
+        self.dense = _find_layer(model, "shared_classifier")
+        image = tf.TensorSpec([None, height, width, 3], tf.float32, name="image")
+        tokens = tf.TensorSpec([None, length], tf.int32, name="tokens")
+        embedding = tf.TensorSpec([None, dim], tf.float32, name="embedding")
+        self.embed_image = tf.function(self._embed_image, input_signature=[image])
+        self.embed_text = tf.function(self._embed_text, input_signature=[tokens])
+        self.classify = tf.function(self._classify, input_signature=[embedding])
+        self.classify_product = tf.function(self._classify_product, input_signature=[image, tokens])
+        self.length = length
+
+    def _run(self, image, tokens):
+        return _as_dict(self.model([image, tokens], training=False))
+
+    def _embed_image(self, image):
+        tokens = tf.zeros([tf.shape(image)[0], self.length], tf.int32)
+        return {"embedding": self._run(image, tokens)["image_embedding"]}
+
+    def _embed_text(self, tokens):
+        image = tf.zeros([tf.shape(tokens)[0], *self.model.inputs[0].shape[1:]], tf.float32)
+        return {"embedding": self._run(image, tokens)["text_embedding"]}
+
+    def _classify(self, embedding):
+        return {"probabilities": tf.nn.softmax(self.dense(self.scale(embedding)), axis=-1)}
+
+    def _classify_product(self, image, tokens):
+        return {"probabilities": self._run(image, tokens)["fused_probabilities"]}
+
+    def signatures(self) -> dict:
+        return {name: getattr(self, name).get_concrete_function() for name in SIGNATURES}
+
+
+RepresentativeData = Callable[[], Iterable[tuple[str, dict[str, np.ndarray]]]]
+
+
+def representative_dataset(images: np.ndarray, tokens: np.ndarray, embeddings: np.ndarray) -> RepresentativeData:
+    """Calibration samples for every signature: product photos, their titles and tower embeddings."""
+
+    def generate():
+        for i in range(len(tokens)):
+            image, token = images[i: i + 1].astype(np.float32), tokens[i: i + 1].astype(np.int32)
+            yield "embed_image", {"image": image}
+            yield "embed_text", {"tokens": token}
+            yield "classify", {"embedding": embeddings[i: i + 1].astype(np.float32)}
+            yield "classify_product", {"image": image, "tokens": token}
+
+    return generate
+
+
+def _converter(saved_model: Path, signatures: list[str], variant: str, data: RepresentativeData | None):
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=signatures)
+    if variant == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif variant == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif variant in ("ptq_int8", "int8"):
+        if data is None:
+            raise ValueError(f"{variant} conversion needs a representative dataset")
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: (
+            sample for key, sample in data() if key in signatures) if len(signatures) == 1 else data()
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.int8
+    return converter
+
+
+def convert(model: keras.Model, variant: str, data: RepresentativeData | None = None) -> dict[str, bytes]:
+    """`{"all": multi-signature model, "<signature>": single-signature model}` as flatbuffer bytes."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}")
+    module = HuseSignatures(model)
+    with tempfile.TemporaryDirectory(prefix="huse-savedmodel-") as tmp:
+        saved = Path(tmp) / "saved_model"
+        tf.saved_model.save(module, str(saved), signatures=module.signatures())
+        models = {"all": _converter(saved, list(SIGNATURES), variant, data).convert()}
+        for name in SIGNATURES:
+            models[name] = _converter(saved, [name], variant, data).convert()
+    return models

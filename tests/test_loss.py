@@ -1,0 +1,47 @@
+"""Each HUSE loss against a small example computed by hand."""
+
+import numpy as np
+
+from huse_edge.loss import (HuseLoss, LossWeights, class_level_loss, cross_modal_gap_loss,
+                            semantic_similarity_loss)
+
+
+def unit(*v):
+    v = np.asarray(v, np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_class_level_loss():
+    logits = np.array([[2.0, 0.0], [0.0, 0.0]], np.float32)
+    expected = (-np.log(np.exp(2) / (np.exp(2) + 1)) + np.log(2)) / 2
+    assert np.isclose(float(class_level_loss(np.array([0, 1]), logits)), expected, atol=1e-6)
+
+
+def test_semantic_similarity_loss_masks_unrelated_pairs():
+    emb = np.stack([unit(1, 0), unit(0, 1), unit(1, 1)])
+    labels = np.array([0, 1, 2])
+    classes = np.array([[0.0, 0.5, 1.0], [0.5, 0.0, 0.2], [1.0, 0.2, 0.0]], np.float32)
+    # pairs under the threshold 0.8: all but (0, 2) and (2, 0); cosine distances: d01 = 1, d12 = 1 - 1/sqrt(2)
+    d12 = 1 - 1 / np.sqrt(2)
+    expected = (2 * (1.0 - 0.5) ** 2 + 2 * (d12 - 0.2) ** 2) / 9
+    got = float(semantic_similarity_loss(emb, labels, classes, threshold=0.8))
+    assert np.isclose(got, expected, atol=1e-6)
+
+
+def test_cross_modal_gap_loss():
+    image = np.stack([unit(1, 0), unit(0, 1)])
+    text = np.stack([unit(1, 0), unit(1, 0)])
+    assert np.isclose(float(cross_modal_gap_loss(image, text)), 0.5, atol=1e-6)
+
+
+def test_weighted_total_and_components():
+    image = np.stack([unit(1, 0), unit(0, 1)])
+    text = np.stack([unit(1, 1), unit(0, 1)])
+    outputs = {"image_embedding": image, "text_embedding": text,
+               "image_logits": np.zeros((2, 2), np.float32), "text_logits": np.zeros((2, 2), np.float32)}
+    loss = HuseLoss(np.array([[0, 1], [1, 0]], np.float32), LossWeights(1.0, 2.0, 3.0, 0.8))
+    parts = {k: float(v) for k, v in loss(outputs, np.array([0, 1])).items()}
+    assert np.isclose(parts["class_loss"], np.log(2), atol=1e-6)
+    assert np.isclose(parts["gap_loss"], (1 - 1 / np.sqrt(2)) / 2, atol=1e-6)
+    assert np.isclose(parts["loss"], parts["class_loss"] + 2 * parts["graph_loss"] + 3 * parts["gap_loss"],
+                      atol=1e-6)
