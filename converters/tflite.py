@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from huse_edge._tf import keras, tf
-from huse_edge.model import OUTPUTS
+from huse_edge.model import as_output_dict
 
 VARIANTS = ("float", "fp16", "dynamic", "ptq_int8", "int8")
 SIGNATURES = ("embed_image", "embed_text", "classify", "classify_product")
@@ -32,10 +32,6 @@ def _find_layer(model: keras.Model, name: str) -> keras.layers.Layer:
     raise KeyError(f"model has no layer {name!r}")
 
 
-def _as_dict(outputs) -> dict:
-    return outputs if isinstance(outputs, dict) else dict(zip(OUTPUTS, outputs))
-
-
 class HuseSignatures(tf.Module):
     """The four exported entry points around one (float or QAT) Keras model."""
 
@@ -44,7 +40,7 @@ class HuseSignatures(tf.Module):
         self.model = model
         _, height, width, _ = model.inputs[0].shape
         length = model.inputs[1].shape[1]
-        dim = _as_dict(model.outputs)["image_embedding"].shape[-1]
+        dim = as_output_dict(model.output)["image_embedding"].shape[-1]
         self.scale = _find_layer(model, "logit_scale")
         self.dense = _find_layer(model, "shared_classifier")
         image = tf.TensorSpec([None, height, width, 3], tf.float32, name="image")
@@ -57,7 +53,7 @@ class HuseSignatures(tf.Module):
         self.length = length
 
     def _run(self, image, tokens):
-        return _as_dict(self.model([image, tokens], training=False))
+        return as_output_dict(self.model([image, tokens], training=False))
 
     def _embed_image(self, image):
         tokens = tf.zeros([tf.shape(image)[0], self.length], tf.int32)

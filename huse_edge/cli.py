@@ -15,7 +15,8 @@ import click
 
 DEFAULT_CATALOGUE = Path("../shared/data/fashion-products/products.csv")
 GET_DATA_HINT = ("no catalogue at {path}. Get the public Fashion Product Images (small) catalogue with:\n"
-                 "  huse-edge data fetch-fashion data/fashion-products\n"
+                 "  pip install kaggle && kaggle datasets download -d paramaggarwal/fashion-product-images-small "
+                 "--unzip -p data/raw && huse-edge data import-fashion data/raw --out data/fashion-products\n"
                  "then run: huse-edge train data/fashion-products/products.csv")
 
 
@@ -188,3 +189,22 @@ def classify(bundle, image, title, top_k, variant, backend, as_json):
         return
     for rank, entry in enumerate(top, start=1):
         click.echo(f"{rank}. {' > '.join(entry['path'])}  {entry['score']:.4f}")
+
+
+@main.group()
+def data() -> None:
+    """Catalogue utilities."""
+
+
+@data.command("import-fashion")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=Path("data/fashion-products"), show_default=True)
+@_user_errors
+def import_fashion_command(source, out):
+    """Convert the published Fashion Product Images (small) folder (styles.csv + images/) into a catalogue."""
+    from huse_edge.fashion_import import import_fashion
+
+    written, reports = import_fashion(source, out)
+    for line in reports[:20]:
+        click.echo(f"  {line}")
+    click.echo(f"{written} products written to {out / 'products.csv'} ({len(reports)} rows left out)")

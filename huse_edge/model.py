@@ -22,6 +22,11 @@ from huse_edge.layers import L2Normalize, MeanProbabilities
 OUTPUTS = ("image_embedding", "text_embedding", "image_logits", "text_logits", "fused_probabilities")
 
 
+def as_output_dict(outputs) -> dict:
+    """Model outputs as a dict keyed by `OUTPUTS` (QAT copies of the model return them as a list)."""
+    return outputs if isinstance(outputs, dict) else dict(zip(OUTPUTS, outputs))
+
+
 @dataclass(frozen=True)
 class HuseConfig:
     """Everything needed to rebuild the network; round-trips through `to_dict`/`from_dict`."""

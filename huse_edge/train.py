@@ -20,7 +20,7 @@ from huse_edge.evaluate import evaluate_outputs, format_metrics
 from huse_edge.features import cached_features, pixels_dataset
 from huse_edge.hierarchy import cosine_distances
 from huse_edge.loss import COMPONENTS, HuseLoss, LossWeights
-from huse_edge.model import OUTPUTS, HuseConfig, HuseModel, build_huse
+from huse_edge.model import OUTPUTS, HuseConfig, HuseModel, as_output_dict, build_huse
 from huse_edge.model_dir import save_model_dir
 from huse_edge.tokenizer import Tokenizer, TokenizerSpec
 
@@ -66,7 +66,7 @@ class HuseTrainer(keras.Model):
     def train_step(self, data):
         inputs, labels = data
         with tf.GradientTape() as tape:
-            outputs = self.network(inputs, training=True)
+            outputs = as_output_dict(self.network(inputs, training=True))
             parts = self.huse_loss(outputs, labels)
         weights = self.network.trainable_weights
         self.optimizer.apply_gradients(zip(tape.gradient(parts["loss"], weights), weights))
@@ -74,7 +74,7 @@ class HuseTrainer(keras.Model):
 
     def test_step(self, data):
         inputs, labels = data
-        outputs = self.network(inputs, training=False)
+        outputs = as_output_dict(self.network(inputs, training=False))
         return self._record(self.huse_loss(outputs, labels), outputs, labels)
 
 

@@ -60,7 +60,7 @@ def trained_model(slice_catalogue, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("model")
     train(slice_catalogue, out, {"trainable_blocks": 1, "embedding_dim": 64, "image_hidden": 128,
                                  "text_hidden": 128, "text_filters": 64, "token_dim": 32},
-          TrainConfig(epochs=6, batch_size=32, patience=6, min_class_size=5))
+          TrainConfig(epochs=15, batch_size=32, patience=15, min_class_size=5))
     return out
 
 

@@ -1,0 +1,58 @@
+"""Converts the public Fashion Product Images (small) collection, as published (`styles.csv` + `images/`), into a
+huse-edge catalogue (`products.csv` in the default column layout, photos alongside).
+
+Source columns: id, gender, masterCategory, subCategory, articleType, baseColour, season, year, usage,
+productDisplayName. Some published rows carry unquoted commas in the product name; the extra fields are joined
+back into the name. Rows whose photo is missing are reported and left out.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+from huse_edge.atomic import atomic_path
+from huse_edge.catalogue import CatalogueError
+
+SOURCE_COLUMNS = ("id", "gender", "masterCategory", "subCategory", "articleType", "baseColour", "season", "year",
+                  "usage", "productDisplayName")
+OUTPUT_COLUMNS = ("id", "title", "master_category", "sub_category", "article_type", "base_colour", "usage", "image")
+
+
+def import_fashion(source: str | Path, out: str | Path) -> tuple[int, list[str]]:
+    """Writes OUT/products.csv and OUT/images/; returns (products written, row reports)."""
+    source, out = Path(source), Path(out)
+    styles = source / "styles.csv"
+    if not styles.is_file():
+        raise CatalogueError(f"{styles}: not found (expected the published styles.csv and images/ folder)")
+    reports: list[str] = []
+    rows: list[dict] = []
+    with styles.open(encoding="utf-8", errors="replace", newline="") as stream:
+        reader = csv.reader(stream)
+        header = next(reader, [])
+        if tuple(header[: len(SOURCE_COLUMNS)]) != SOURCE_COLUMNS:
+            raise CatalogueError(f"{styles}: unexpected header {header}")
+        for number, fields in enumerate(reader, start=2):
+            if len(fields) < len(SOURCE_COLUMNS):
+                reports.append(f"{styles}:{number}: too few fields ({len(fields)})")
+                continue
+            record = dict(zip(SOURCE_COLUMNS, fields[: len(SOURCE_COLUMNS) - 1]))
+            record["productDisplayName"] = ",".join(fields[len(SOURCE_COLUMNS) - 1:]).strip()
+            photo = source / "images" / f"{record['id']}.jpg"
+            if not photo.is_file():
+                reports.append(f"{styles}:{number}: image images/{record['id']}.jpg not found")
+                continue
+            rows.append({"id": record["id"], "title": record["productDisplayName"],
+                         "master_category": record["masterCategory"], "sub_category": record["subCategory"],
+                         "article_type": record["articleType"], "base_colour": record["baseColour"],
+                         "usage": record["usage"], "image": f"images/{record['id']}.jpg"})
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    for row in rows:
+        shutil.copyfile(source / row["image"], out / row["image"])
+    with atomic_path(out / "products.csv") as tmp:
+        with tmp.open("w", encoding="utf-8", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=OUTPUT_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+    return len(rows), reports

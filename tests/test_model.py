@@ -1,0 +1,49 @@
+import numpy as np
+
+from huse_edge._tf import keras
+from huse_edge.model import HuseConfig, build_huse
+
+SMALL = dict(num_classes=5, vocab_size=50, max_length=6, embedding_dim=16, image_height=32, image_width=24,
+             image_hidden=16, text_hidden=16, token_dim=8, text_filters=8)
+
+
+def _inputs(n=3):
+    rng = np.random.default_rng(0)
+    return [rng.uniform(0, 255, (n, 32, 24, 3)).astype(np.float32), rng.integers(0, 50, (n, 6)).astype(np.int32)]
+
+
+def test_shared_classifier_is_one_layer_used_by_both_towers():
+    model = build_huse(HuseConfig(backbone="small_cnn", **SMALL)).inference
+    classifier = model.get_layer("shared_classifier")
+    assert len(classifier._inbound_nodes) >= 2  # called on the image and on the text embedding
+    assert sum(isinstance(layer, keras.layers.Dense) and layer.units == 5 for layer in model.layers) == 1
+    x = _inputs()
+    before = model(x)
+    kernel, bias = classifier.get_weights()
+    classifier.set_weights([kernel, bias + 1.0])  # shifting the shared bias shifts both towers' logits
+    after = model(x)
+    for name in ("image_logits", "text_logits"):
+        np.testing.assert_allclose(after[name] - before[name], 1.0, atol=1e-5)
+
+
+def test_embeddings_are_unit_norm_and_fused_is_mean_probability():
+    out = {k: v.numpy() for k, v in build_huse(HuseConfig(backbone="small_cnn", **SMALL)).inference(_inputs()).items()}
+    for name in ("image_embedding", "text_embedding"):
+        np.testing.assert_allclose(np.linalg.norm(out[name], axis=1), 1.0, atol=1e-5)
+    softmax = lambda z: np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)  # noqa: E731
+    np.testing.assert_allclose(out["fused_probabilities"],
+                               (softmax(out["image_logits"]) + softmax(out["text_logits"])) / 2, atol=1e-5)
+
+
+def test_saved_model_reloads_in_safe_mode_without_lambda(tmp_path):
+    model = build_huse(HuseConfig(backbone="small_cnn", **SMALL)).inference
+    assert not any(isinstance(layer, keras.layers.Lambda) for layer in model.layers)
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras", compile=False, safe_mode=True)
+    x = _inputs()
+    np.testing.assert_allclose(again(x)["fused_probabilities"], model(x)["fused_probabilities"], atol=1e-6)
+
+
+def test_config_round_trip():
+    config = HuseConfig(**SMALL)
+    assert HuseConfig.from_dict(config.to_dict()) == config

@@ -1,0 +1,143 @@
+"""A real (short) training on a slice of the catalogue, a real QAT export, and the runtime on every backend."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from huse_edge.bundle import Bundle, BundleError
+from huse_edge.cli import main
+from huse_edge.model_dir import ModelDir
+from huse_edge.runtime import BackendUnavailable, HuseRuntime, RuntimeOptions
+
+pytestmark = pytest.mark.slow
+
+
+def test_training_writes_a_complete_model_directory(trained_model):
+    model_dir = ModelDir.load(trained_model)
+    metrics = model_dir.metrics
+    assert {"image_top1", "text_top1", "fused_top1", "text_to_image_R@1", "fused_level0_top1"} <= set(metrics)
+    assert metrics["fused_top1"] > 0.6 and metrics["text_to_image_R@1"] > 0.4  # 8 classes: chance is 0.125
+    history = (trained_model / "history.csv").read_text().splitlines()
+    header = history[0].split(",")
+    assert {"class_loss", "graph_loss", "gap_loss", "val_graph_loss"} <= set(header)
+    for name in ("class_loss", "graph_loss", "gap_loss"):  # every loss is active: positive and logged per epoch
+        values = [float(line.split(",")[header.index(name)]) for line in history[1:]]
+        assert len(values) >= 2 and all(v > 0 for v in values)
+    assert model_dir.keras_model().get_layer("shared_classifier") is not None
+
+
+def test_gap_loss_brings_modalities_together(slice_catalogue, trained_model, tmp_path):
+    from huse_edge.loss import LossWeights
+    from huse_edge.train import TrainConfig, train
+
+    config = json.loads((trained_model / "config.json").read_text())
+    overrides = {k: config["model"][k] for k in ("trainable_blocks", "embedding_dim", "image_hidden", "text_hidden",
+                                                 "text_filters", "token_dim")}
+    without_gap = train(slice_catalogue, tmp_path / "nogap", overrides,
+                        TrainConfig(epochs=15, batch_size=32, patience=15, min_class_size=5),
+                        LossWeights(gap=0.0), cache_dir=trained_model / "cache")
+    with_gap = ModelDir.load(trained_model).metrics
+    assert with_gap["image_text_cosine"] > without_gap["image_text_cosine"] + 0.1
+
+
+def test_evaluate_command_reproduces_training_metrics(trained_model, slice_catalogue):
+    result = CliRunner().invoke(main, ["evaluate", str(trained_model), str(slice_catalogue), "--json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output[result.output.index("{"):])
+    saved = ModelDir.load(trained_model).metrics
+    assert abs(metrics["fused_top1"] - saved["fused_top1"]) < 0.02
+
+
+def test_bundle_signatures_dtypes_and_hashes(int8_bundle):
+    path, parity = int8_bundle
+    bundle = Bundle.load(path)
+    assert set(bundle.variants) == {"float", "dynamic", "int8"}
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(bundle.model_file("int8")))
+    signatures = interpreter.get_signature_list()
+    assert set(signatures) == {"embed_image", "embed_text", "classify", "classify_product"}
+    image_in = interpreter.get_signature_runner("embed_image").get_input_details()["image"]
+    tokens_in = interpreter.get_signature_runner("embed_text").get_input_details()["tokens"]
+    out = interpreter.get_signature_runner("embed_image").get_output_details()["embedding"]
+    assert image_in["dtype"] == np.uint8 and tokens_in["dtype"] == np.int32 and out["dtype"] == np.int8
+    assert out["quantization"][0] > 0  # scale carried in the model
+    for name in ("embed_image", "classify"):
+        single = Interpreter(model_path=str(bundle.model_file("int8", name)))
+        assert list(single.get_signature_list()) == [name]
+    int8_size = bundle.model_file("int8").stat().st_size
+    assert int8_size < 0.3 * bundle.model_file("float").stat().st_size
+    assert parity["int8"]["agreement_with_float"] > 0.9
+
+
+def test_tampered_bundle_is_refused(int8_bundle, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(int8_bundle[0], copy)
+    data = bytearray((copy / "huse_int8.tflite").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / "huse_int8.tflite").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="sha256"):
+        Bundle.load(copy)
+    result = CliRunner().invoke(main, ["classify", str(copy), "--title", "red shirt"])
+    assert result.exit_code == 2 and "sha256" in result.output and "Traceback" not in result.output
+
+
+BACKENDS = [RuntimeOptions("litert"), RuntimeOptions("litert", xnnpack=False), RuntimeOptions("litert-reference"),
+            RuntimeOptions("litert-compiled"), RuntimeOptions("tflite-runtime"), RuntimeOptions("tf-lite")]
+
+
+@pytest.mark.parametrize("options", BACKENDS, ids=lambda o: o.label)
+def test_every_backend_agrees_with_the_python_reference(int8_bundle, slice_catalogue, options):
+    bundle = Bundle.load(int8_bundle[0])
+    from conftest import read_rows
+
+    rows = read_rows(slice_catalogue)[::20]
+    images = [slice_catalogue.parent / r["image"] for r in rows]
+    titles = [r["title"] for r in rows]
+    reference = HuseRuntime(bundle, "int8", RuntimeOptions("litert-reference"))
+    try:
+        runtime = HuseRuntime(bundle, "int8", options)
+    except BackendUnavailable as error:
+        pytest.skip(str(error))
+    ours = runtime.classify_product(images, titles)
+    expected = reference.classify_product(images, titles)
+    assert np.array_equal(np.argmax(ours, 1), np.argmax(expected, 1))
+    embedding = runtime.embed_text(titles)
+    scale = bundle_output_scale(bundle)
+    assert np.max(np.abs(embedding - reference.embed_text(titles))) <= 2 * scale + 1e-7
+
+
+def bundle_output_scale(bundle):
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=str(bundle.model_file("int8"))).get_signature_runner("embed_text")
+    return runner.get_output_details()["embedding"]["quantization"][0]
+
+
+def test_missing_delegate_is_reported_not_crashing(int8_bundle, tmp_path):
+    bundle = Bundle.load(int8_bundle[0])
+    with pytest.raises(BackendUnavailable, match="delegate"):
+        HuseRuntime(bundle, "int8", RuntimeOptions("litert", delegate=str(tmp_path / "libedgetpu.so.1")))
+
+
+def test_classify_command(int8_bundle, slice_catalogue):
+    from conftest import read_rows
+
+    row = read_rows(slice_catalogue)[0]
+    result = CliRunner().invoke(main, ["classify", str(int8_bundle[0]), "--image",
+                                       str(slice_catalogue.parent / row["image"]), "--title", row["title"],
+                                       "--json", "--top-k", "3"])
+    assert result.exit_code == 0, result.output
+    top = json.loads(result.output)
+    assert len(top) == 3 and top[0]["path"][-1] == row["article_type"]
+
+
+def test_export_refuses_when_parity_margin_is_exceeded(trained_model, slice_catalogue, tmp_path):
+    out = tmp_path / "refused"
+    result = CliRunner().invoke(main, ["export", str(trained_model), "--out", str(out), "--catalogue",
+                                       str(slice_catalogue), "--int8", "--margin", "-100", "--qat-products", "32"])
+    assert result.exit_code == 3 and "nothing was written" in result.output
+    assert not out.exists() and not list(tmp_path.glob(".refused*"))
