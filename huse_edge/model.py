@@ -38,7 +38,7 @@ class HuseConfig:
     backbone: str = "efficientnet_lite0"
     image_height: int = 128
     image_width: int = 96
-    trainable_blocks: int = 1
+    trainable_blocks: int = 2
     image_hidden: int = 512
     text_hidden: int = 512
     token_dim: int = 96
