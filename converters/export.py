@@ -21,12 +21,11 @@ from huse_edge import __version__
 from huse_edge._tf import keras, tf
 from huse_edge.atomic import atomic_path
 from huse_edge.bundle import FORMAT_VERSION, MANIFEST, Bundle, sha256_of
-from huse_edge.evaluation_job import keras_outputs, labelled_split
-from huse_edge.features import pixels_dataset
+from huse_edge.evaluation_job import labelled_split, model_inputs
 from huse_edge.loss import HuseLoss, LossWeights
 from huse_edge.model_dir import ModelDir
 from huse_edge.runtime import HuseRuntime, RuntimeOptions
-from huse_edge.train import HuseTrainer
+from huse_edge.train import HuseTrainer, predict_outputs
 from huse_edge.transform import __doc__ as TRANSFORM_SPEC
 
 
@@ -34,19 +33,12 @@ class ExportRefused(RuntimeError):
     """The quantised model is not accurate enough to ship."""
 
 
-def _pixels(model_dir: ModelDir, products) -> np.ndarray:
-    config = model_dir.model_config
-    return np.concatenate([b.numpy() for b in pixels_dataset(
-        [p.image for p in products], config.image_height, config.image_width, 256)]).astype(np.float32)
-
-
 def qat_finetune(float_model: keras.Model, model_dir: ModelDir, products, labels, epochs: int,
                  learning_rate: float, batch_size: int = 32) -> keras.Model:
     """QAT copy of the model, fine-tuned on the same three HUSE losses as training."""
     qat = quantize_aware(float_model)
-    images = _pixels(model_dir, products)
-    tokens = model_dir.tokenizer.encode_batch(p.title for p in products)
-    data = tf.data.Dataset.from_tensor_slices(((images, tokens), np.asarray(labels, np.int32)))
+    images, tokens = model_inputs(model_dir, products)
+    data = tf.data.Dataset.from_tensor_slices(((images.astype(np.float32), tokens), np.asarray(labels, np.int32)))
     data = data.shuffle(len(labels), seed=0).batch(batch_size).prefetch(tf.data.AUTOTUNE)
     trainer = HuseTrainer(qat, HuseLoss(model_dir.class_distances, LossWeights(**model_dir.config["loss"])))
     trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))
@@ -71,12 +63,10 @@ def export_bundle(model_dir_path: str | Path, out: str | Path, variants: list[st
     rng = np.random.default_rng(0)
     order = rng.permutation(len(train_part.products))
     calibration = [train_part.products[i] for i in order[:calibration_products]]
-    calib_outputs = keras_outputs(float_model, model_dir, calibration)
-    calib_images = _pixels(model_dir, calibration)
-    calib_tokens = model_dir.tokenizer.encode_batch(p.title for p in calibration)
-    calib_embeddings = np.concatenate([calib_outputs["image_embedding"], calib_outputs["text_embedding"]])
-    data = representative_dataset(np.concatenate([calib_images, calib_images]),
-                                  np.concatenate([calib_tokens, calib_tokens]), calib_embeddings)
+    calib_images, calib_tokens = model_inputs(model_dir, calibration)
+    calib_outputs = predict_outputs(float_model, calib_images, calib_tokens)
+    data = representative_dataset(calib_images, calib_tokens, calib_outputs["image_embedding"],
+                                  calib_outputs["text_embedding"])
 
     models: dict[str, dict[str, bytes]] = {}
     for variant in variants:
@@ -93,12 +83,11 @@ def export_bundle(model_dir_path: str | Path, out: str | Path, variants: list[st
     out = Path(out)
     with atomic_path(out) as tmp:
         _write_bundle(tmp, model_dir, models)
-        reference = keras_outputs(float_model, model_dir, parity_set)
+        images, tokens = model_inputs(model_dir, parity_set)
+        reference = predict_outputs(float_model, images, tokens)
         parity = {"split": "val", "products": len(parity_set),
                   "keras_float_fused_top1": _fused_top1(reference["fused_probabilities"], parity_labels)}
         bundle = Bundle.load(tmp)
-        images = _pixels(model_dir, parity_set)
-        tokens = model_dir.tokenizer.encode_batch(p.title for p in parity_set)
         for variant in variants:
             runtime = HuseRuntime(bundle, variant, RuntimeOptions("litert"))
             probabilities = np.concatenate([runtime.classify_product(images[i: i + 64], tokens[i: i + 64])

@@ -76,15 +76,18 @@ class HuseSignatures(tf.Module):
 RepresentativeData = Callable[[], Iterable[tuple[str, dict[str, np.ndarray]]]]
 
 
-def representative_dataset(images: np.ndarray, tokens: np.ndarray, embeddings: np.ndarray) -> RepresentativeData:
-    """Calibration samples for every signature: product photos, their titles and tower embeddings."""
+def representative_dataset(images: np.ndarray, tokens: np.ndarray, image_embeddings: np.ndarray,
+                           text_embeddings: np.ndarray) -> RepresentativeData:
+    """Calibration samples for every signature: product photos, their titles and both towers' embeddings
+    (`classify` serves either tower, so it is calibrated on both)."""
 
     def generate():
         for i in range(len(tokens)):
             image, token = images[i: i + 1].astype(np.float32), tokens[i: i + 1].astype(np.int32)
             yield "embed_image", {"image": image}
             yield "embed_text", {"tokens": token}
-            yield "classify", {"embedding": embeddings[i: i + 1].astype(np.float32)}
+            for embeddings in (image_embeddings, text_embeddings):
+                yield "classify", {"embedding": embeddings[i: i + 1].astype(np.float32)}
             yield "classify_product", {"image": image, "tokens": token}
 
     return generate

@@ -47,7 +47,3 @@ def write_text(destination: str | Path, text: str) -> None:
     with atomic_path(destination) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
-
-def write_bytes(destination: str | Path, data: bytes) -> None:
-    with atomic_path(destination) as tmp:
-        tmp.write_bytes(data)

@@ -6,13 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from huse_edge._tf import tf
 from huse_edge.catalogue import Columns
 from huse_edge.evaluate import evaluate_outputs
-from huse_edge.features import pixels_dataset
-from huse_edge.model import OUTPUTS
+from huse_edge.features import load_pixels
 from huse_edge.model_dir import ModelDir
-from huse_edge.train import TrainConfig, load_labelled
+from huse_edge.train import TrainConfig, load_labelled, predict_outputs
 
 
 def columns_of(model_dir: ModelDir) -> Columns:
@@ -21,17 +19,11 @@ def columns_of(model_dir: ModelDir) -> Columns:
     return Columns(**saved)
 
 
-def keras_outputs(model, model_dir: ModelDir, products, batch_size: int = 256) -> dict[str, np.ndarray]:
-    """The float Keras model's outputs for products, through the same preprocessing as the edge runtime."""
+def model_inputs(model_dir: ModelDir, products) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 pixels, int32 tokens) of products, through the same preprocessing as the edge runtime."""
     config = model_dir.model_config
-    images = pixels_dataset([p.image for p in products], config.image_height, config.image_width, batch_size)
-    outputs: dict[str, list] = {k: [] for k in OUTPUTS}
-    for start, pixels in zip(range(0, len(products), batch_size), images):
-        tokens = model_dir.tokenizer.encode_batch(p.title for p in products[start: start + batch_size])
-        batch = model([tf.cast(pixels, tf.float32), tokens], training=False)
-        for key in OUTPUTS:
-            outputs[key].append(batch[key].numpy())
-    return {k: np.concatenate(v) for k, v in outputs.items()}
+    pixels = load_pixels([p.image for p in products], config.image_height, config.image_width)
+    return pixels, model_dir.tokenizer.encode_batch(p.title for p in products)
 
 
 def labelled_split(model_dir: ModelDir, catalogue: str | Path, split: str):
@@ -43,5 +35,5 @@ def labelled_split(model_dir: ModelDir, catalogue: str | Path, split: str):
 def evaluate_model_dir(path: str | Path, catalogue: str | Path, split: str = "test") -> dict:
     model_dir = ModelDir.load(path)
     part = labelled_split(model_dir, catalogue, split)
-    outputs = keras_outputs(model_dir.keras_model(), model_dir, part.products)
+    outputs = predict_outputs(model_dir.keras_model(), *model_inputs(model_dir, part.products))
     return {**evaluate_outputs(outputs, np.asarray(part.labels), model_dir.hierarchy), "split": split}

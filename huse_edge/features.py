@@ -37,6 +37,12 @@ def pixels_dataset(paths: Sequence[Path], height: int, width: int, batch_size: i
             .batch(batch_size).prefetch(tf.data.AUTOTUNE))
 
 
+def load_pixels(paths: Sequence[Path], height: int, width: int, batch_size: int = 256) -> np.ndarray:
+    """All images as one (N, height, width, 3) uint8 array, decoded through `pixels_dataset`."""
+    batches = [b.numpy() for b in pixels_dataset(paths, height, width, batch_size)]
+    return np.concatenate(batches) if batches else np.zeros((0, height, width, 3), np.uint8)
+
+
 def cache_key(model: HuseModel, products: Sequence[Product]) -> str:
     config = model.config
     digest = hashlib.sha256(json.dumps({

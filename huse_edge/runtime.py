@@ -108,9 +108,6 @@ class _InterpreterSignatures:
             raise BackendUnavailable(f"{options.label}: cannot load {model_path.name} ({error})") from None
         self._runners: dict = {}
 
-    def signatures(self) -> list[str]:
-        return list(self.interpreter.get_signature_list())
-
     def run(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if signature not in self._runners:
             self._runners[signature] = self.interpreter.get_signature_runner(signature)
@@ -122,9 +119,6 @@ class _InterpreterSignatures:
         except (ValueError, RuntimeError) as error:
             raise InputError(f"{signature}: {error}") from None
         return {name: _dequantise(value, out_details[name]) for name, value in raw.items()}
-
-    def input_details(self, signature: str) -> dict:
-        return self.interpreter.get_signature_runner(signature).get_input_details()
 
 
 class _CompiledModelSignatures:
@@ -144,9 +138,6 @@ class _CompiledModelSignatures:
             raise BackendUnavailable(f"litert-compiled:{options.accelerator}: {error}") from None
         if options.accelerator != "cpu" and not self.model.is_fully_accelerated():
             raise BackendUnavailable(f"litert-compiled:{options.accelerator}: accelerator not available here")
-
-    def signatures(self) -> list[str]:
-        return list(self.model.get_signature_list())
 
     def input_details(self, signature: str) -> dict:
         return {k: _details(v) for k, v in self.model.get_input_tensor_details(signature).items()}

@@ -17,7 +17,7 @@ from huse_edge import __version__
 from huse_edge._tf import keras, tf
 from huse_edge.catalogue import Catalogue, Columns, LabelledCatalogue, label, read_catalogue
 from huse_edge.evaluate import evaluate_outputs, format_metrics
-from huse_edge.features import cached_features, pixels_dataset
+from huse_edge.features import cached_features, load_pixels
 from huse_edge.hierarchy import cosine_distances
 from huse_edge.loss import COMPONENTS, HuseLoss, LossWeights
 from huse_edge.model import OUTPUTS, HuseConfig, HuseModel, as_output_dict, build_huse
@@ -94,16 +94,15 @@ def image_inputs(model: HuseModel, products, cache_dir: Path) -> np.ndarray:
     if model.feature_extractor is not None:
         return cached_features(model, products, cache_dir)
     config = model.config
-    return np.concatenate([b.numpy() for b in pixels_dataset(
-        [p.image for p in products], config.image_height, config.image_width, 256)])
+    return load_pixels([p.image for p in products], config.image_height, config.image_width)
 
 
 def predict_outputs(network: keras.Model, images: np.ndarray, tokens: np.ndarray,
                     batch_size: int = 512) -> dict[str, np.ndarray]:
     outputs: dict[str, list] = {k: [] for k in OUTPUTS}
     for start in range(0, len(tokens), batch_size):
-        batch = network([np.asarray(images[start: start + batch_size], dtype=np.float32),
-                         tokens[start: start + batch_size]], training=False)
+        batch = as_output_dict(network([np.asarray(images[start: start + batch_size], dtype=np.float32),
+                                        tokens[start: start + batch_size]], training=False))
         for key in OUTPUTS:
             outputs[key].append(batch[key].numpy())
     return {k: np.concatenate(v) for k, v in outputs.items()}
