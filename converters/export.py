@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.qat import quantize_aware
+from converters.qat import calibrate_ranges, quantize_aware
 from converters.tflite import SIGNATURES, convert, representative_dataset
 from huse_edge import __version__
 from huse_edge._tf import keras, tf
@@ -38,6 +38,8 @@ def qat_finetune(float_model: keras.Model, model_dir: ModelDir, products, labels
     """QAT copy of the model, fine-tuned on the same three HUSE losses as training."""
     qat = quantize_aware(float_model)
     images, tokens = model_inputs(model_dir, products)
+    calibrate_ranges(qat, float_model, [[images[i: i + batch_size].astype(np.float32), tokens[i: i + batch_size]]
+                           for i in range(0, min(len(tokens), 256), batch_size)])
     data = tf.data.Dataset.from_tensor_slices(((images.astype(np.float32), tokens), np.asarray(labels, np.int32)))
     data = data.shuffle(len(labels), seed=0).batch(batch_size).prefetch(tf.data.AUTOTUNE)
     trainer = HuseTrainer(qat, HuseLoss(model_dir.class_distances, LossWeights(**model_dir.config["loss"])))

@@ -71,14 +71,16 @@ def test_bundle_signatures_dtypes_and_hashes(int8_bundle):
     assert parity["float"]["agreement_with_float"] > 0.99  # the float TFLite model is the Keras model
 
 
-@pytest.mark.xfail(strict=True, reason="open in issue 3: after a short QAT fine-tune TFMOT's moving-average "
-                                       "ranges are still near their +-6 start values, so int8 disagrees with float; "
-                                       "and the int8 file is ~33% of float, the target is 30%")
-def test_int8_bundle_is_small_and_agrees_with_float(int8_bundle):
-    path, parity = int8_bundle
-    bundle = Bundle.load(path)
+def test_int8_bundle_agrees_with_float(int8_bundle):
+    assert int8_bundle[1]["int8"]["agreement_with_float"] > 0.9
+
+
+@pytest.mark.xfail(strict=True, reason="open in issue 3: the int8 multi-signature file is ~33% of the float one "
+                                       "(target 30%): per-channel scales and some weights shared badly across "
+                                       "signatures")
+def test_int8_bundle_is_at_most_30_percent_of_float(int8_bundle):
+    bundle = Bundle.load(int8_bundle[0])
     assert bundle.model_file("int8").stat().st_size < 0.3 * bundle.model_file("float").stat().st_size
-    assert parity["int8"]["agreement_with_float"] > 0.9
 
 
 def test_tampered_bundle_is_refused(int8_bundle, tmp_path):
@@ -106,17 +108,24 @@ def test_every_backend_agrees_with_the_python_reference(int8_bundle, slice_catal
     rows = read_rows(slice_catalogue)[::20]
     images = [slice_catalogue.parent / r["image"] for r in rows]
     titles = [r["title"] for r in rows]
-    # The float variant: int8 parity across backends waits for calibrated QAT ranges (issue 3).
-    reference = HuseRuntime(bundle, "float", RuntimeOptions("litert-reference"))
+    reference = HuseRuntime(bundle, "int8", RuntimeOptions("litert-reference"))
     try:
-        runtime = HuseRuntime(bundle, "float", options)
+        runtime = HuseRuntime(bundle, "int8", options)
     except BackendUnavailable as error:
         pytest.skip(str(error))
     ours = runtime.classify_product(images, titles)
     expected = reference.classify_product(images, titles)
     assert np.array_equal(np.argmax(ours, 1), np.argmax(expected, 1))
-    embedding = runtime.embed_text(titles)
-    assert np.max(np.abs(embedding - reference.embed_text(titles))) < 1e-4  # float32 kernels, unit vectors
+    # Optimised and reference int8 kernels may round differently: at most one quantisation step of the output.
+    scale = _output_scale(bundle, "embed_text")
+    assert np.max(np.abs(runtime.embed_text(titles) - reference.embed_text(titles))) <= scale * 1.001
+
+
+def _output_scale(bundle, signature):
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=str(bundle.model_file("int8"))).get_signature_runner(signature)
+    return next(iter(runner.get_output_details().values()))["quantization"][0]
 
 
 def test_missing_delegate_is_reported_not_crashing(int8_bundle, tmp_path):
@@ -131,7 +140,7 @@ def test_classify_command(int8_bundle, slice_catalogue):
     row = read_rows(slice_catalogue)[0]
     result = CliRunner().invoke(main, ["classify", str(int8_bundle[0]), "--image",
                                        str(slice_catalogue.parent / row["image"]), "--title", row["title"],
-                                       "--json", "--top-k", "3", "--variant", "float"])
+                                       "--json", "--top-k", "3"])
     assert result.exit_code == 0, result.output
     top = json.loads(result.output)
     assert len(top) == 3 and top[0]["path"][-1] == row["article_type"]
