@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from huse_edge._tf import keras, tf
-from huse_edge.layers import L2Normalize, MeanProbabilities
+from huse_edge.layers import FusedProbabilities, L2Normalize
 from huse_edge.model import OUTPUTS
 
 import tensorflow_model_optimization as tfmot  # noqa: E402  (after huse_edge._tf set the Keras version)
@@ -78,7 +78,7 @@ def _annotator(model: keras.Model):
     folded_into_depthwise = _after_depthwise(model)
 
     def annotate(layer: keras.layers.Layer) -> keras.layers.Layer:
-        if isinstance(layer, (L2Normalize, MeanProbabilities, keras.layers.Rescaling)):
+        if isinstance(layer, (L2Normalize, FusedProbabilities, keras.layers.Rescaling)):
             return quantization.quantize_annotate_layer(layer, OutputQuantizeConfig())
         if layer.name in folded_into_depthwise or isinstance(layer, keras.layers.DepthwiseConv2D):
             return quantization.quantize_annotate_layer(layer, FloatQuantizeConfig())
@@ -103,7 +103,7 @@ def quantize_aware(model: keras.Model) -> keras.Model:
     annotated.set_weights(list_outputs(model).get_weights())
     with quantization.quantize_scope({"OutputQuantizeConfig": OutputQuantizeConfig, "L2Normalize": L2Normalize,
                                       "FloatQuantizeConfig": FloatQuantizeConfig,
-                                      "MeanProbabilities": MeanProbabilities}):
+                                      "FusedProbabilities": FusedProbabilities}):
         return quantization.quantize_apply(annotated)
 
 

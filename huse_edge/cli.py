@@ -60,11 +60,12 @@ def _columns(category_columns: str | None):
 @click.option("--image-size", default="128x96", show_default=True, help="Model input HEIGHTxWIDTH.")
 @click.option("--trainable-blocks", type=int, default=None, help="Top backbone blocks fine-tuned on cached features.")
 @click.option("--embedding-dim", type=int, default=None)
-@click.option("--epochs", type=int, default=30, show_default=True)
+@click.option("--epochs", type=int, default=15, show_default=True)
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--learning-rate", type=float, default=1e-3, show_default=True)
 @click.option("--patience", type=int, default=5, show_default=True, help="Early-stopping patience (epochs).")
-@click.option("--class-level", type=int, default=-1, show_default=True, help="Hierarchy level of the class (-1 = leaf).")
+@click.option("--class-level", type=int, default=-1, show_default=True,
+              help="Hierarchy level of the class (-1 = leaf).")
 @click.option("--min-class-size", type=int, default=20, show_default=True)
 @click.option("--category-columns", help="Comma-separated category columns, top level first.")
 @click.option("--class-embeddings", type=click.Path(exists=True, path_type=Path),
@@ -158,6 +159,62 @@ def export(model_dir, out, catalogue, int8, ptq, fp16, dynamic, float32, margin,
         click.echo(f"error: {error}", err=True)
         sys.exit(3)
     click.echo(json.dumps(parity, indent=2))
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(exists=True, path_type=Path))
+@click.argument("catalogue", required=False, type=click.Path(exists=True, path_type=Path))
+@click.option("--model-dir", type=click.Path(exists=True, path_type=Path),
+              help="The trained model the bundle came from (default: recorded in the bundle at export).")
+@click.option("--variant", default="int8", show_default=True)
+@click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True)
+@click.option("--backend", "backends", multiple=True,
+              help="litert, litert:no-xnnpack, litert-reference, litert-compiled[:gpu|npu], tflite-runtime, tf-lite "
+                   "(repeatable; default: all of them).")
+@click.option("--delegate", "delegates", multiple=True, type=click.Path(path_type=Path),
+              help="External delegate library (GPU, libedgetpu.so.1, vendor NPU), run on LiteRT; repeatable.")
+@click.option("--delegate-option", "delegate_options", multiple=True, help="KEY=VALUE passed to every delegate.")
+@click.option("--threads", type=int, help="Interpreter threads (default: the runtime's choice).")
+@click.option("--max-products", type=int, help="Check only the first N products of the split.")
+@click.option("--min-agreement", type=float, default=0.99, show_default=True,
+              help="Least share of products on which a backend must make the float model's fused decision.")
+@click.option("--max-drop", type=float, default=0.5, show_default=True,
+              help="Most points of fused top-1 a backend may lose against the float model.")
+@click.option("--max-modality-drop", type=float, default=2.0, show_default=True,
+              help="Most points of image-only or text-only top-1 a backend may lose against the float model.")
+@click.option("--report", type=click.Path(path_type=Path), help="Write a self-contained HTML report here.")
+@click.option("--json", "as_json", is_flag=True)
+@_user_errors
+def verify(bundle, catalogue, model_dir, variant, split, backends, delegates, delegate_options, threads,
+           max_products, min_agreement, max_drop, max_modality_drop, report, as_json):
+    """Check that BUNDLE behaves like the float Keras model on every backend; exit 1 when parity fails."""
+    from huse_edge.bundle import Bundle
+    from huse_edge.runtime import RuntimeOptions
+    from huse_edge.verify import DEFAULT_BACKENDS, ParityLimits, default_model_dir, format_result, summary
+    from huse_edge.verify import verify as run_verify
+
+    loaded = Bundle.load(bundle)
+    model_dir = model_dir or default_model_dir(loaded)
+    if model_dir is None:
+        raise click.UsageError(f"{bundle}: the model it was exported from is not where the bundle says; "
+                               "give --model-dir")
+    from huse_edge.evaluation_job import keras_reference
+
+    options = [RuntimeOptions.from_label(b, threads) for b in backends] or \
+        [RuntimeOptions(o.backend, threads, o.xnnpack, accelerator=o.accelerator) for o in DEFAULT_BACKENDS]
+    if any("=" not in o for o in delegate_options):
+        raise click.BadParameter("expected KEY=VALUE", param_hint="--delegate-option")
+    settings = dict(o.split("=", 1) for o in delegate_options)
+    options += [RuntimeOptions("litert", threads, delegate=str(d), delegate_options=settings) for d in delegates]
+    run = keras_reference(model_dir, catalogue, split, max_products)
+    result = run_verify(loaded, variant, run.images, run.tokens, run.labels, run.outputs, options,
+                        ParityLimits(min_agreement, max_drop, max_modality_drop), run.products, split)
+    if report:
+        from huse_edge.report import write_report
+
+        write_report(result, report)
+    click.echo(json.dumps(summary(result), indent=2) if as_json else format_result(result))
+    sys.exit(0 if result.passed else 1)
 
 
 @main.command()

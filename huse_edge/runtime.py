@@ -13,7 +13,12 @@ This module never imports TensorFlow unless the `tf-lite` backend is asked for.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+import io
+import json
+import struct
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -54,6 +59,22 @@ class RuntimeOptions:
         if self.threads:
             parts.append(f"{self.threads}t")
         return ":".join(parts)
+
+    @classmethod
+    def from_label(cls, text: str, threads: int | None = None) -> RuntimeOptions:
+        """`litert`, `litert:no-xnnpack`, `litert-reference`, `litert-compiled[:cpu|gpu|npu]`, `tflite-runtime`,
+        `tf-lite`: the labels `label` writes, so reports and command lines use the same names."""
+        backend, _, detail = text.partition(":")
+        if backend not in BACKENDS or (detail and (backend, detail) not in _DETAILS):
+            choices = ", ".join(BACKENDS + tuple(f"{b}:{d}" for b, d in _DETAILS))
+            raise BackendUnavailable(f"unknown backend {text!r}; choose from {choices}")
+        if backend == "litert-compiled":
+            return cls(backend, threads, accelerator=detail or "cpu")
+        return cls(backend, threads, xnnpack=detail != "no-xnnpack")
+
+
+_DETAILS = (("litert", "no-xnnpack"), ("litert-compiled", "cpu"), ("litert-compiled", "gpu"),
+            ("litert-compiled", "npu"))
 
 
 def _interpreter_module(backend: str):
@@ -139,33 +160,114 @@ class _CompiledModelSignatures:
         if options.accelerator != "cpu" and not self.model.is_fully_accelerated():
             raise BackendUnavailable(f"litert-compiled:{options.accelerator}: accelerator not available here")
 
-    def input_details(self, signature: str) -> dict:
-        return {k: _details(v) for k, v in self.model.get_input_tensor_details(signature).items()}
+        # CompiledModel does not expose quantisation parameters; the same file's signature runners do.
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._interpreter = Interpreter(model_path=str(model_path))
+
+    def _details(self, signature: str, side: str) -> list[tuple[str, dict]]:
+        """(name, details) in buffer order, with the scale and zero point of the classic signature runner."""
+        compiled = getattr(self.model, f"get_{side}_tensor_details")(signature)
+        runner = self._interpreter.get_signature_runner(signature)
+        quantisation = getattr(runner, f"get_{side}_details")()
+        return [(name, {"dtype": np.dtype(raw["dtype"]).type, "shape": tuple(raw["shape"]),
+                        "quantization": quantisation[name]["quantization"]})
+                for name, raw in sorted(compiled.items(), key=lambda item: item[1]["index"])]
 
     def run(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        in_details = self.input_details(signature)
-        out_details = {k: _details(v) for k, v in self.model.get_output_tensor_details(signature).items()}
+        in_details, out_details = self._details(signature, "input"), self._details(signature, "output")
         index = self.model.get_signature_index(signature)
         batch = len(next(iter(inputs.values())))
-        outputs: dict[str, list] = {name: [] for name in out_details}
+        outputs: dict[str, list] = {name: [] for name, _ in out_details}
         for row in range(batch):  # the CPU CompiledModel runs the static batch-1 shapes
             in_buffers = self.model.create_input_buffers(index)
             out_buffers = self.model.create_output_buffers(index)
-            for buffer, name in zip(in_buffers, in_details):
-                buffer.write(_quantise(inputs[name][row: row + 1], in_details[name]).ravel())
+            for buffer, (name, detail) in zip(in_buffers, in_details):
+                buffer.write(_quantise(inputs[name][row: row + 1], detail).ravel())
             self.model.run_by_index(index, in_buffers, out_buffers)
-            for buffer, name in zip(out_buffers, out_details):
-                detail = out_details[name]
-                size = int(np.prod(detail["shape"]))
-                raw = buffer.read(size, detail["dtype"]).reshape(detail["shape"])
+            for buffer, (name, detail) in zip(out_buffers, out_details):
+                raw = buffer.read(int(np.prod(detail["shape"])), detail["dtype"]).reshape(detail["shape"])
                 outputs[name].append(_dequantise(raw, detail))
         return {name: np.concatenate(values) for name, values in outputs.items()}
 
 
-def _details(raw: dict) -> dict:
-    dtype = np.dtype(raw.get("dtype", np.float32))
-    quantization = raw.get("quantization", (0.0, 0))
-    return {"dtype": dtype.type, "quantization": tuple(quantization), "shape": tuple(raw.get("shape", ()))}
+class _IsolatedSignatures:
+    """An interpreter served from its own process. tflite-runtime and TensorFlow carry clashing copies of the TFLite
+    core (loading a model fails with `vector::reserve`), so a process that has imported TensorFlow, as `verify` does
+    to run the Keras model, runs the legacy runtime in a worker that imports only numpy and the runtime, exactly as
+    on an edge board. Requests and replies are `.npz` frames on the worker's stdin/stdout (no pickle)."""
+
+    def __init__(self, model_path: Path, options: RuntimeOptions):
+        command = [sys.executable, "-c", "from huse_edge.runtime import serve; serve()",
+                   str(model_path), json.dumps(asdict(options))]
+        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL)
+        self._receive()
+
+    def _receive(self) -> dict[str, np.ndarray]:
+        status = self._process.stdout.read(1)
+        if not status:
+            raise BackendUnavailable(f"tflite-runtime: the interpreter process died (exit code "
+                                     f"{self._process.wait()})")
+        payload = _read_frame(self._process.stdout)
+        if status == b"U":
+            raise BackendUnavailable(payload.decode())
+        if status == b"I":
+            raise InputError(payload.decode())
+        with np.load(io.BytesIO(payload), allow_pickle=False) as arrays:
+            return dict(arrays)
+
+    def run(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        _write_frame(self._process.stdin, b"R", _npz({"__signature__": np.array(signature), **inputs}))
+        return self._receive()
+
+    def __del__(self):
+        if getattr(self, "_process", None) is not None and self._process.poll() is None:
+            self._process.stdin.close()
+            self._process.wait(timeout=10)
+
+
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _write_frame(stream, status: bytes, payload: bytes) -> None:
+    stream.write(status + struct.pack("<Q", len(payload)) + payload)
+    stream.flush()
+
+
+def _read_frame(stream) -> bytes:
+    (length,) = struct.unpack("<Q", stream.read(8))
+    return stream.read(length)
+
+
+def serve() -> None:
+    """The worker side of `_IsolatedSignatures` (`argv`: model path, options as JSON)."""
+    reader, writer = sys.stdin.buffer, sys.stdout.buffer
+    try:
+        signatures = _InterpreterSignatures(Path(sys.argv[1]), RuntimeOptions(**json.loads(sys.argv[2])))
+    except BackendUnavailable as error:
+        _write_frame(writer, b"U", str(error).encode())
+        return
+    _write_frame(writer, b"K", _npz({}))
+    while reader.read(1):
+        with np.load(io.BytesIO(_read_frame(reader)), allow_pickle=False) as arrays:
+            request = dict(arrays)
+        signature = str(request.pop("__signature__"))
+        try:
+            _write_frame(writer, b"K", _npz(signatures.run(signature, request)))
+        except InputError as error:
+            _write_frame(writer, b"I", str(error).encode())
+
+
+def _signatures_for(model_path: Path, options: RuntimeOptions):
+    if options.backend == "litert-compiled":
+        return _CompiledModelSignatures(model_path, options)
+    if options.backend == "tflite-runtime" and "tensorflow" in sys.modules:
+        return _IsolatedSignatures(model_path, options)
+    return _InterpreterSignatures(model_path, options)
 
 
 class HuseRuntime:
@@ -175,11 +277,9 @@ class HuseRuntime:
         self.bundle = bundle
         self.variant = variant
         self.options = options
-        model_path = bundle.model_file(variant)
-        factory = _CompiledModelSignatures if options.backend == "litert-compiled" else _InterpreterSignatures
         if options.backend not in BACKENDS:
             raise BackendUnavailable(f"unknown backend {options.backend!r}; choose one of {', '.join(BACKENDS)}")
-        self._signatures = factory(model_path, options)
+        self._signatures = _signatures_for(bundle.model_file(variant), options)
 
     def images_to_input(self, images: Sequence[str | Path | np.ndarray] | np.ndarray) -> np.ndarray:
         """Model input pixels (N, H, W, 3) float32 0..255 from files, decoded RGB arrays or a ready batch."""

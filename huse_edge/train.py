@@ -8,7 +8,7 @@ best epoch on the validation split (fused top-1) is kept in `OUT/checkpoints/bes
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ import numpy as np
 from huse_edge import __version__
 from huse_edge._tf import keras, tf
 from huse_edge.catalogue import Catalogue, Columns, LabelledCatalogue, label, read_catalogue
-from huse_edge.evaluate import evaluate_outputs, format_metrics
+from huse_edge.evaluate import best_fusion_weight, evaluate_outputs, format_metrics
 from huse_edge.features import cached_features, load_pixels
 from huse_edge.hierarchy import cosine_distances
 from huse_edge.loss import COMPONENTS, HuseLoss, LossWeights
@@ -183,6 +183,7 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
                 epochs=train_config.epochs, callbacks=callbacks, verbose=2)
     fit_seconds = time.perf_counter() - fit_start
     trainer.load_weights(str(best)).expect_partial()
+    config = _tune_fusion(model, config, *data["val"])
 
     metrics = evaluate_outputs(predict_outputs(model.trainable, *data["test"][:2]), data["test"][2], hierarchy)
     metrics.update({
@@ -202,6 +203,17 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
     print(f"trained in {metrics['total_seconds'] / 60:.1f} min (features {feature_seconds:.0f} s, "
           f"fit {fit_seconds:.0f} s); model directory: {out_dir}")
     return metrics
+
+
+def _tune_fusion(model: HuseModel, config: HuseConfig, images: np.ndarray, tokens: np.ndarray,
+                 labels: np.ndarray) -> HuseConfig:
+    """Sets the late-fusion image weight chosen on the validation split in both networks and the config."""
+    outputs = predict_outputs(model.trainable, images, tokens)
+    weight = best_fusion_weight(outputs["image_logits"], outputs["text_logits"], labels)
+    for network in (model.trainable, model.inference):
+        network.get_layer("fused").image_weight = weight
+    print(f"late fusion: image weight {weight:.2f} (best fused top-1 on the validation split)")
+    return replace(config, fusion_image_weight=weight)
 
 
 def overrides_for(**kwargs) -> dict:

@@ -1,6 +1,7 @@
 import numpy as np
 
 from huse_edge._tf import keras
+from huse_edge.evaluate import best_fusion_weight, softmax
 from huse_edge.model import HuseConfig, build_huse
 
 SMALL = dict(num_classes=5, vocab_size=50, max_length=6, embedding_dim=16, image_height=32, image_width=24,
@@ -26,20 +27,36 @@ def test_shared_classifier_is_one_layer_used_by_both_towers():
         np.testing.assert_allclose(after[name] - before[name], 1.0, atol=1e-5)
 
 
-def test_embeddings_are_unit_norm_and_fused_is_mean_probability():
-    out = {k: v.numpy() for k, v in build_huse(HuseConfig(backbone="small_cnn", **SMALL)).inference(_inputs()).items()}
+def test_embeddings_are_unit_norm_and_fused_is_weighted_mean_probability():
+    config = HuseConfig(backbone="small_cnn", fusion_image_weight=0.3, **SMALL)
+    out = {k: v.numpy() for k, v in build_huse(config).inference(_inputs()).items()}
     for name in ("image_embedding", "text_embedding"):
         np.testing.assert_allclose(np.linalg.norm(out[name], axis=1), 1.0, atol=1e-5)
-    softmax = lambda z: np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)  # noqa: E731
     np.testing.assert_allclose(out["fused_probabilities"],
-                               (softmax(out["image_logits"]) + softmax(out["text_logits"])) / 2, atol=1e-5)
+                               0.3 * softmax(out["image_logits"]) + 0.7 * softmax(out["text_logits"]), atol=1e-5)
+
+
+def test_best_fusion_weight_prefers_the_reliable_tower():
+    labels = np.arange(6) % 3
+    right, wrong = np.eye(3)[labels] * 4, np.eye(3)[(labels + 1) % 3] * 4
+    text = right.copy()
+    text[0] = np.eye(3)[labels[0]] * 0.9 + np.eye(3)[(labels[0] + 1) % 3] * 1.0  # wrong, but unsure
+    image = right.copy()
+    image[1:3] = wrong[1:3]  # the image tower is confidently wrong on two products ...
+    image[0] = right[0] * 2  # ... and sure where the text tower is not
+    weight = best_fusion_weight(image, text, labels)
+    fused = weight * softmax(image) + (1 - weight) * softmax(text)
+    assert np.all(np.argmax(fused, 1) == labels) and 0 < weight < 0.5
+    assert best_fusion_weight(right, right, labels) == 0.5  # ties resolve to the plain mean
 
 
 def test_saved_model_reloads_in_safe_mode_without_lambda(tmp_path):
     model = build_huse(HuseConfig(backbone="small_cnn", **SMALL)).inference
+    model.get_layer("fused").image_weight = 0.35  # set after training; must survive saving
     assert not any(isinstance(layer, keras.layers.Lambda) for layer in model.layers)
     model.save(tmp_path / "m.keras")
     again = keras.models.load_model(tmp_path / "m.keras", compile=False, safe_mode=True)
+    assert again.get_layer("fused").image_weight == 0.35
     x = _inputs()
     np.testing.assert_allclose(again(x)["fused_probabilities"], model(x)["fused_probabilities"], atol=1e-6)
 
