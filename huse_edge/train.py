@@ -29,7 +29,7 @@ MODALITIES = ("image", "text", "fused")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 30
+    epochs: int = 15
     batch_size: int = 256
     learning_rate: float = 1e-3
     patience: int = 5
