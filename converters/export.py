@@ -136,6 +136,7 @@ def _write_bundle(directory: Path, model_dir: ModelDir, models: dict[str, dict[s
         "format_version": FORMAT_VERSION, "huse_edge_version": __version__, "tensorflow_version": tf.__version__,
         "python": platform.python_version(), "num_classes": len(model_dir.hierarchy),
         "vocab_size": len(model_dir.tokenizer), "embedding_dim": config.embedding_dim,
+        "fusion_image_weight": config.fusion_image_weight,
         "signatures": list(SIGNATURES), "variants": variants, "source_model_dir": str(model_dir.path.resolve()),
         "files": {str(p.relative_to(directory)): sha256_of(p) for p in files},
     }

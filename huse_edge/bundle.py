@@ -51,6 +51,11 @@ class Bundle:
     image_width: int
 
     @property
+    def fusion_image_weight(self) -> float:
+        """Late-fusion weight of the image probabilities (and of the image embedding in a fused embedding)."""
+        return float(self.manifest.get("fusion_image_weight", 0.5))
+
+    @property
     def variants(self) -> list[str]:
         return list(self.manifest["variants"])
 

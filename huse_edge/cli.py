@@ -1,4 +1,4 @@
-"""`huse-edge` command line: train, evaluate, export, verify, classify.
+"""`huse-edge` command line: train, evaluate, export, verify, classify, index, search, benchmark.
 
 Errors a user can fix (bad catalogue, bad bundle, missing file) end with a one-line message and exit code 2,
 never a traceback.
@@ -246,6 +246,119 @@ def classify(bundle, image, title, top_k, variant, backend, as_json):
         return
     for rank, entry in enumerate(top, start=1):
         click.echo(f"{rank}. {' > '.join(entry['path'])}  {entry['score']:.4f}")
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(exists=True, path_type=Path))
+@click.argument("catalogue", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Index file (.hidx).")
+@click.option("--variant", default="int8", show_default=True)
+@click.option("--backend", default="litert", show_default=True)
+@click.option("--rebuild", is_flag=True, help="Re-embed every product instead of updating an existing index.")
+@click.option("--ann", is_flag=True, help="Also store HNSW graphs (FAISS) for approximate search.")
+@click.option("--category-columns", help="Comma-separated category columns, top level first.")
+@click.option("--strict", is_flag=True, help="Stop at the first bad catalogue row instead of skipping it.")
+@_user_errors
+def index(bundle, catalogue, out, variant, backend, rebuild, ann, category_columns, strict):
+    """Embed every product of a catalogue with the edge bundle; an existing index is updated in place (only new
+    and changed products are embedded)."""
+    from huse_edge.bundle import Bundle
+    from huse_edge.catalogue import read_catalogue
+    from huse_edge.index import MODALITIES, ProductIndex
+    from huse_edge.indexer import sync_index
+    from huse_edge.runtime import HuseRuntime, RuntimeOptions
+
+    products = read_catalogue(catalogue, _columns(category_columns), strict=strict)
+    click.echo(products.summary())
+    runtime = HuseRuntime(Bundle.load(bundle), variant, RuntimeOptions.from_label(backend))
+    existing = ProductIndex.load(out) if out.exists() and not rebuild else None
+    with click.progressbar(length=len(products.products), label="embedding", file=sys.stderr) as bar:
+        built, report = sync_index(runtime, products.products, existing, bar.update)
+    if ann:
+        for modality in MODALITIES:
+            built.searcher(modality)
+    built.save(out)
+    click.echo(f"{report}\nwrote {out}: {len(built)} products, {built.dim}-d, modalities {', '.join(MODALITIES)}"
+               + (", with HNSW graphs" if ann else ""))
+
+
+@main.command()
+@click.argument("index_path", metavar="INDEX", type=click.Path(exists=True, path_type=Path))
+@click.option("--text", help="Query by title/description.")
+@click.option("--image", type=click.Path(exists=True, path_type=Path), help="Query by photo.")
+@click.option("--modality", type=click.Choice(["image", "text", "fused"]), default="fused", show_default=True,
+              help="Which embedding of the indexed products to search.")
+@click.option("--top-k", type=int, default=10, show_default=True)
+@click.option("--method", type=click.Choice(["auto", "brute", "ann"]), default="auto", show_default=True,
+              help="auto: brute force up to 100k products, HNSW above.")
+@click.option("--precision", type=click.Choice(["int8", "float"]), default="int8", show_default=True)
+@click.option("--bundle", type=click.Path(exists=True, path_type=Path),
+              help="Bundle that embeds the query (default: the one that built the index).")
+@click.option("--backend", default="litert", show_default=True)
+@click.option("--eval", "evaluate_split", type=click.Choice(["train", "val", "test", "all"]),
+              help="Instead of a query: retrieval recall of the index on this split.")
+@click.option("--json", "as_json", is_flag=True)
+@_user_errors
+def search(index_path, text, image, modality, top_k, method, precision, bundle, backend, evaluate_split, as_json):
+    """Nearest catalogue products to a text or image query (both: a fused query), by cosine."""
+    from huse_edge.bundle import Bundle, sha256_of
+    from huse_edge.index import ProductIndex
+    from huse_edge.runtime import HuseRuntime, RuntimeOptions
+    from huse_edge.search import check_model, embed_query, evaluate_index, format_evaluation, hits
+
+    loaded = ProductIndex.load(index_path)
+    if evaluate_split:
+        metrics = evaluate_index(loaded, evaluate_split)
+        click.echo(json.dumps(metrics, indent=2) if as_json else format_evaluation(metrics))
+        return
+    if text is None and image is None:
+        raise click.UsageError("give --text, --image, both, or --eval SPLIT")
+    runtime = HuseRuntime(Bundle.load(bundle or loaded.bundle["path"]), loaded.bundle["variant"],
+                          RuntimeOptions.from_label(backend))
+    check_model(loaded, runtime, sha256_of(runtime.bundle.model_file(runtime.variant)))
+    scores, rows = loaded.nearest(embed_query(runtime, text, image), modality, top_k, precision, method)
+    found = hits(loaded, scores[0], rows[0])
+    if as_json:
+        click.echo(json.dumps(found, indent=2, ensure_ascii=False))
+        return
+    for hit in found:
+        click.echo(f"{hit['rank']:>3}. {hit['score']:.4f}  {hit['id']}  {hit['title']}  "
+                   f"[{' > '.join(hit['category'])}]")
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(exists=True, path_type=Path))
+@click.option("--variant", "variants", multiple=True, help="Repeatable (default: every variant in the bundle).")
+@click.option("--backend", "backends", multiple=True, help="Repeatable (default: litert and tflite-runtime).")
+@click.option("--threads", "threads", multiple=True, type=int, help="Repeatable (default: 1 and 2).")
+@click.option("--batch", type=int, default=1, show_default=True)
+@click.option("--runs", type=int, default=50, show_default=True, help="Timed calls per signature.")
+@click.option("--image", type=click.Path(exists=True, path_type=Path),
+              help="Photo for the end-to-end path (default: a generated 60x80 JPEG).")
+@click.option("--json", "as_json", is_flag=True)
+@_user_errors
+def benchmark(bundle, variants, backends, threads, batch, runs, image, as_json):
+    """Latency p50/p90/p99, throughput, peak RSS, size, MACs and fraction of CPU peak per signature and backend."""
+    from huse_edge.benchmark import benchmark as run_benchmark
+    from huse_edge.benchmark import format_results
+    from huse_edge.bundle import Bundle
+    from huse_edge.runtime import BackendUnavailable
+
+    variants = variants or Bundle.load(bundle).variants
+    rows, unavailable = [], []
+    for variant in variants:
+        for backend in backends or ("litert", "tflite-runtime"):
+            for count in threads or (1, 2):
+                try:
+                    rows.append(run_benchmark(bundle, variant, backend, count, batch, runs, image))
+                except BackendUnavailable as error:
+                    unavailable.append(str(error))
+    if as_json:
+        click.echo(json.dumps({"results": rows, "unavailable": unavailable}, indent=2))
+        return
+    click.echo(format_results(rows))
+    for reason in unavailable:
+        click.echo(f"unavailable: {reason}")
 
 
 @main.group()

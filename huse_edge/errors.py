@@ -1,6 +1,8 @@
 """The error types a user can act on; the CLI prints them as one line instead of a traceback."""
 
+from huse_edge.ann import AnnUnavailable
 from huse_edge.bundle import BundleError
+from huse_edge.index import IndexFileError
 from huse_edge.catalogue import CatalogueError
 from huse_edge.tokenizer import TokenizerError
 from huse_edge.torch_checkpoint import CheckpointError
@@ -14,4 +16,4 @@ class ModelDirError(ValueError):
 
 USER_ERRORS: tuple[type[Exception], ...] = (CatalogueError, TokenizerError, CheckpointError, ImageError,
                                             BundleError, ModelDirError, BackendUnavailable, InputError,
-                                            FileNotFoundError)
+                                            IndexFileError, AnnUnavailable, FileNotFoundError)

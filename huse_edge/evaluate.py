@@ -1,11 +1,13 @@
 """Metrics on a split: classification per modality and hierarchy level, and class-level retrieval recall.
 
-Fusion: the fused prediction is the mean of the image and text class probabilities (late fusion through the
-shared classification layer), the same computation as the exported `classify_product` signature.
+Fusion: the fused prediction is a weighted mean of the image and text class probabilities (late fusion through
+the shared classification layer; the image weight is chosen on the validation split after training), the same
+computation as the exported `classify_product` signature.
 
 Class-level Recall@K (the HUSE paper's retrieval metric): a query counts as a hit when at least one of its K
 nearest neighbours (cosine) in the gallery has the query's class. Image->text and text->image search the other
 modality of the whole split; image->image and text->text search the same modality without the query itself.
+Instance-level Recall@K (cross-modal only): the query product's own title/photo is among its K nearest.
 """
 
 from __future__ import annotations
@@ -74,6 +76,10 @@ def evaluate_outputs(outputs: dict[str, np.ndarray], labels: np.ndarray, hierarc
     for name, (queries, gallery, exclude) in directions.items():
         for k, value in class_recall_at_k(queries, gallery, labels, labels, exclude_self=exclude).items():
             metrics[f"{name}_R@{k}"] = value
+    own = np.arange(len(labels))  # every product its own class: instance-level recall
+    for name, (queries, gallery, _) in list(directions.items())[:2]:
+        for k, value in class_recall_at_k(queries, gallery, own, own).items():
+            metrics[f"{name}_instance_R@{k}"] = value
     metrics["image_text_cosine"] = float(np.mean(np.sum(image * text, axis=1)))
     return metrics
 
@@ -88,6 +94,10 @@ def format_metrics(metrics: dict) -> str:
     lines.append(f"{'retrieval (class-level)':<24}" + "".join(f"{'R@' + str(k):>8}" for k in RECALL_KS))
     for direction in ("image_to_text", "text_to_image", "image_to_image", "text_to_text"):
         lines.append(f"{direction:<24}" + "".join(f"{metrics[f'{direction}_R@{k}']:>8.4f}" for k in RECALL_KS))
+    lines.append(f"{'retrieval (instance)':<24}" + "".join(f"{'R@' + str(k):>8}" for k in RECALL_KS))
+    for direction in ("image_to_text", "text_to_image"):
+        lines.append(f"{direction:<24}" + "".join(f"{metrics[f'{direction}_instance_R@{k}']:>8.4f}"
+                                                  for k in RECALL_KS))
     lines.append(f"products: {metrics['products']}, mean image-text cosine of a product: "
                  f"{metrics['image_text_cosine']:.4f}")
     return "\n".join(lines)

@@ -18,7 +18,8 @@ from pathlib import Path
 REQUANTISATIONS = ("QUANTIZE", "DEQUANTIZE")
 
 
-def _reference_interpreter(model_path: Path):
+def reference_interpreter(model_path: Path):
+    """An interpreter on the reference kernels: for reading a model's graph and the numerical ground truth."""
     for name in ("ai_edge_litert.interpreter", "tflite_runtime.interpreter"):
         try:
             module = importlib.import_module(name)
@@ -31,7 +32,7 @@ def _reference_interpreter(model_path: Path):
 
 def output_grids(model_path: Path) -> dict[str, list[float]]:
     """Per output of a single-signature model: the scales from the output back to its last computing op."""
-    interpreter = _reference_interpreter(model_path)
+    interpreter = reference_interpreter(model_path)
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     producer = {out: op for op in interpreter._get_ops_details() for out in op["outputs"]}
     grids: dict[str, list[float]] = {}

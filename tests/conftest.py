@@ -72,3 +72,16 @@ def int8_bundle(trained_model, slice_catalogue, tmp_path_factory) -> tuple[Path,
     parity = export_bundle(trained_model, out, ["float", "dynamic", "int8"], slice_catalogue, margin=100.0,
                            qat_products=64, calibration_products=32)
     return out, parity
+
+
+@pytest.fixture(scope="session")
+def slice_index(int8_bundle, slice_catalogue, tmp_path_factory) -> Path:
+    """`huse-edge index` of the slice with the int8 bundle."""
+    from click.testing import CliRunner
+
+    from huse_edge.cli import main
+
+    out = tmp_path_factory.mktemp("index") / "slice.hidx"
+    result = CliRunner().invoke(main, ["index", str(int8_bundle[0]), str(slice_catalogue), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out

@@ -1,0 +1,82 @@
+"""`huse-edge index`: embed a catalogue with an edge bundle into a `ProductIndex`, or bring an existing index up
+to date with the catalogue (new and changed products embedded, removed ones dropped, the rest kept as they are).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from huse_edge.bundle import sha256_of
+from huse_edge.catalogue import Product
+from huse_edge.index import MODALITIES, IndexedProduct, IndexFileError, ProductIndex, fingerprint, fuse
+from huse_edge.runtime import HuseRuntime
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    kept: int
+    embedded: int
+    removed: int
+    seconds: float
+
+    def __str__(self) -> str:
+        rate = f", {self.embedded / self.seconds:.0f} products/s" if self.embedded and self.seconds else ""
+        return (f"index: {self.kept} products kept, {self.embedded} embedded, {self.removed} removed "
+                f"({self.seconds:.1f} s{rate})")
+
+
+def bundle_identity(runtime: HuseRuntime) -> dict:
+    """What an index's embeddings depend on: the exact model file that produced them."""
+    model = runtime.bundle.model_file(runtime.variant)
+    return {"path": str(runtime.bundle.path.resolve()), "variant": runtime.variant, "model_sha256": sha256_of(model)}
+
+
+def embed_products(runtime: HuseRuntime, products: Sequence[Product], batch_size: int = 64,
+                   progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+    """Image, text and fused embeddings of products, through the bundle's own preprocessing and tokenizer;
+    `progress` is told how many products each batch embedded."""
+    parts: dict[str, list] = {m: [] for m in MODALITIES}
+    for start in range(0, len(products), batch_size):
+        batch = products[start: start + batch_size]
+        image = runtime.embed_image([p.image for p in batch])
+        text = runtime.embed_text([p.title for p in batch])
+        for modality, value in zip(MODALITIES, (image, text, fuse(image, text, runtime.bundle.fusion_image_weight))):
+            parts[modality].append(value.astype(np.float32))
+        if progress:
+            progress(len(batch))
+    dim = int(runtime.bundle.manifest["embedding_dim"])
+    return {m: np.concatenate(v) if v else np.zeros((0, dim), np.float32) for m, v in parts.items()}
+
+
+def sync_index(runtime: HuseRuntime, products: Sequence[Product], existing: ProductIndex | None = None,
+               progress: Callable[[int], None] | None = None) -> tuple[ProductIndex, SyncReport]:
+    """An index of exactly `products`, reusing the rows of `existing` whose fingerprint has not changed."""
+    start = time.perf_counter()
+    identity = bundle_identity(runtime)
+    if existing is not None and existing.bundle.get("model_sha256") != identity["model_sha256"]:
+        raise IndexFileError("the index was built with another model "
+                             f"({existing.bundle.get('path')}, {existing.bundle.get('variant')}); "
+                             "rebuild it (--rebuild) to search with this bundle")
+    entries = [IndexedProduct(p.id, p.title, tuple(p.path), str(p.image), fingerprint(p.title, p.path, p.image))
+               for p in products]
+    current = {e.id: e for e in entries}
+    index = existing or ProductIndex([], {m: np.zeros((0, int(runtime.bundle.manifest["embedding_dim"])),
+                                                          np.float32) for m in MODALITIES},
+                                     identity, runtime.bundle.fusion_image_weight)
+    stale = [p.id for p in index.products if p.id not in current or current[p.id].fingerprint != p.fingerprint]
+    kept = len(index) - len(stale)
+    index = index.without(stale) if stale else index
+    known = {p.id for p in index.products}
+    fresh = [(e, p) for e, p in zip(entries, products) if e.id not in known]
+    if fresh:
+        embeddings = embed_products(runtime, [p for _, p in fresh], progress=progress)
+        index = index.extended([e for e, _ in fresh], embeddings)
+    order = index.rows(e.id for e in entries)  # catalogue order, so a rebuild and an update give the same file
+    index = ProductIndex([index.products[i] for i in order], {m: v[order] for m, v in index.embeddings.items()},
+                         identity, runtime.bundle.fusion_image_weight)
+    removed = len(stale) - sum(1 for i in stale if i in current)
+    return index, SyncReport(kept, len(fresh), removed, time.perf_counter() - start)

@@ -1,0 +1,125 @@
+"""Catalogue index and search on the exported int8 bundle: file format, search, incremental update, evaluation,
+and HNSW against brute force."""
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import CATALOGUE, read_rows, write_catalogue
+from huse_edge.cli import main
+from huse_edge.index import ProductIndex
+from huse_edge.search import benchmark_search, evaluate_index
+
+pytestmark = pytest.mark.slow
+
+
+def test_index_file_is_a_documented_zip_without_pickle(slice_index, slice_catalogue):
+    with zipfile.ZipFile(slice_index) as archive:
+        header = json.loads(archive.read("index.json"))
+        products = [json.loads(line) for line in archive.read("products.jsonl").decode().splitlines()]
+        arrays = {name: np.load(io.BytesIO(archive.read(name)), allow_pickle=False)
+                  for name in archive.namelist() if name.endswith(".npy")}
+    rows = read_rows(slice_catalogue)
+    assert header["count"] == len(products) == len(rows)
+    assert [p["id"] for p in products] == [r["id"] for r in rows]
+    for modality in ("image", "text", "fused"):
+        floats, values, scales = (arrays[f"{modality}.{s}.npy"] for s in ("f32", "i8", "scale"))
+        assert values.dtype == np.int8 and floats.shape == values.shape == (len(rows), header["dim"])
+        np.testing.assert_allclose(np.linalg.norm(floats, axis=1), 1.0, atol=0.02)
+        error = np.abs(values * scales[:, None] - floats)
+        assert np.all(error <= scales[:, None] / 2 + 1e-6)  # round-to-nearest on each row's own grid
+
+
+def test_image_query_finds_the_product_itself(slice_index, slice_catalogue):
+    row = read_rows(slice_catalogue)[7]
+    result = CliRunner().invoke(main, ["search", str(slice_index), "--image", str(slice_catalogue.parent / row["image"]),
+                                       "--modality", "image", "--top-k", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output)
+    own = next(hit for hit in found if hit["id"] == row["id"])  # catalogues repeat photos: it may share the top
+    assert own["score"] > 0.97 and found[0]["score"] - own["score"] < 0.01 and len(found) == 3
+
+
+def test_text_query_returns_the_right_kind_of_product(slice_index):
+    result = CliRunner().invoke(main, ["search", str(slice_index), "--text", "black leather belt", "--top-k", "5",
+                                       "--json"])
+    assert result.exit_code == 0, result.output
+    categories = [hit["category"][-1] for hit in json.loads(result.output)]
+    assert categories.count("Belts") >= 4
+
+
+def test_update_embeds_only_new_and_changed_products(slice_index, int8_bundle, slice_catalogue, tmp_path):
+    rows = read_rows(slice_catalogue)
+    taken = {r["id"] for r in rows}
+    extra = [r for r in read_rows(CATALOGUE) if r["article_type"] == "Belts" and r["id"] not in taken][:3]
+    changed = dict(rows[10], title=rows[10]["title"] + " limited edition")
+    edited = rows[5:10] + [changed] + rows[11:] + extra  # 5 removed, 1 changed, 3 added
+    catalogue = write_catalogue(tmp_path / "edited", edited)
+    updated, rebuilt = tmp_path / "updated.hidx", tmp_path / "rebuilt.hidx"
+    updated.write_bytes(slice_index.read_bytes())
+    runner = CliRunner()
+    result = runner.invoke(main, ["index", str(int8_bundle[0]), str(catalogue), "--out", str(updated)])
+    assert result.exit_code == 0, result.output
+    assert f"{len(rows) - 6} products kept, 4 embedded, 5 removed" in result.output
+    assert runner.invoke(main, ["index", str(int8_bundle[0]), str(catalogue), "--out", str(rebuilt),
+                                "--rebuild"]).exit_code == 0
+    before, after, fresh = (ProductIndex.load(p) for p in (slice_index, updated, rebuilt))
+    assert [p.id for p in after.products] == [p.id for p in fresh.products] == [r["id"] for r in edited]
+    for modality in ("image", "text", "fused"):  # kept rows untouched, new rows as a full rebuild makes them
+        np.testing.assert_array_equal(after.embeddings[modality][:5], before.embeddings[modality][5:10])
+        np.testing.assert_allclose(after.embeddings[modality], fresh.embeddings[modality], atol=1e-6)
+    assert after.products[5].title.endswith("limited edition")
+
+
+def test_int8_index_ranks_like_the_float_index(slice_index):
+    """Per-row int8 rounding moves a score by at most sum_j |q_j| * scale_row / 2, so wherever float's best product
+    leads the runner-up by more than twice that bound, the int8 index must return the same best product."""
+    index = ProductIndex.load(slice_index)
+    queries = index.embeddings["image"]  # a photo's nearest photo is mostly itself, by a clear margin
+    exact, rounded = index.scores(queries, "image", "float"), index.scores(queries, "image", "int8")
+    bound = np.abs(queries).sum(axis=1)[:, None] * index.quantised("image")[1][None, :] / 2
+    assert np.all(np.abs(exact - rounded) <= bound + 1e-6)
+    top2 = np.sort(exact, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 2 * bound.max(axis=1)
+    assert clear.any()  # the ranking check below is not vacuous
+    np.testing.assert_array_equal(rounded[clear].argmax(axis=1), exact[clear].argmax(axis=1))
+    metrics = evaluate_index(index, split="all")
+    for direction in ("text_to_image", "image_to_text"):
+        assert metrics[f"float_{direction}_class_R@1"] > 0.2  # 8 classes: chance is 0.125
+        assert metrics[f"float_{direction}_instance_R@10"] >= metrics[f"float_{direction}_instance_R@1"]
+
+
+def test_search_eval_option_prints_recall(slice_index):
+    result = CliRunner().invoke(main, ["search", str(slice_index), "--eval", "all"])
+    assert result.exit_code == 0, result.output
+    assert "int8_text_to_image" in result.output and "class R@1" in result.output
+
+
+def test_hnsw_matches_brute_force_and_survives_saving(slice_index, tmp_path):
+    pytest.importorskip("faiss")
+    index = ProductIndex.load(slice_index)
+    figures = benchmark_search(index, queries=100)
+    assert figures["ann_recall@10"] >= 0.95
+    saved = tmp_path / "with_graph.hidx"
+    index.save(saved)
+    assert "image.hnsw.faiss" in zipfile.ZipFile(saved).namelist()
+    query = index.embeddings["text"][:5]
+    np.testing.assert_array_equal(ProductIndex.load(saved).nearest(query, "image", 10, method="ann")[1],
+                                  index.nearest(query, "image", 10, method="ann")[1])
+
+
+def test_broken_or_foreign_index_is_refused(slice_index, tmp_path, int8_bundle):
+    truncated = tmp_path / "truncated.hidx"
+    truncated.write_bytes(slice_index.read_bytes()[:1000])
+    result = CliRunner().invoke(main, ["search", str(truncated), "--text", "shirt"])
+    assert result.exit_code == 2 and "unreadable index" in result.output
+    index = ProductIndex.load(slice_index)
+    index.bundle = {**index.bundle, "model_sha256": "0" * 64}
+    foreign = tmp_path / "foreign.hidx"
+    index.save(foreign)
+    result = CliRunner().invoke(main, ["search", str(foreign), "--text", "shirt"])
+    assert result.exit_code == 2 and "another model" in result.output
