@@ -114,6 +114,26 @@ def export_bundle(model_dir_path: str | Path, out: str | Path, variants: list[st
     return parity
 
 
+def signature_io(model_path: Path) -> dict:
+    """Per signature, each input and output: dtype, batch-1 shape, scale and zero point. Runtimes whose API does
+    not expose quantisation (LiteRT's Kotlin CompiledModel) read them from the manifest instead."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(model_path))
+
+    def describe(details: dict) -> dict:
+        scale, zero_point = details["quantization"]
+        return {"dtype": np.dtype(details["dtype"]).name, "shape": [int(d) for d in details["shape"]],
+                "scale": float(scale), "zero_point": int(zero_point)}
+
+    io = {}
+    for name in interpreter.get_signature_list():
+        runner = interpreter.get_signature_runner(name)
+        io[name] = {"inputs": {k: describe(v) for k, v in runner.get_input_details().items()},
+                    "outputs": {k: describe(v) for k, v in runner.get_output_details().items()}}
+    return io
+
+
 def _write_bundle(directory: Path, model_dir: ModelDir, models: dict[str, dict[str, bytes]]) -> None:
     directory.mkdir(parents=True)
     config = model_dir.model_config
@@ -130,7 +150,8 @@ def _write_bundle(directory: Path, model_dir: ModelDir, models: dict[str, dict[s
         for name in SIGNATURES:
             (directory / variant / f"{name}.tflite").write_bytes(files[name])
         variants[variant] = {"model": f"huse_{variant}.tflite",
-                             "signatures": {name: f"{variant}/{name}.tflite" for name in SIGNATURES}}
+                             "signatures": {name: f"{variant}/{name}.tflite" for name in SIGNATURES},
+                             "io": signature_io(directory / f"huse_{variant}.tflite")}
     files = sorted(p for p in directory.rglob("*") if p.is_file())
     manifest = {
         "format_version": FORMAT_VERSION, "huse_edge_version": __version__, "tensorflow_version": tf.__version__,

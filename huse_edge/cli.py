@@ -362,6 +362,53 @@ def benchmark(bundle, variants, backends, threads, batch, runs, image, as_json):
 
 
 @main.group()
+def android() -> None:
+    """Assets and golden vectors for the Android demo (android_demo/)."""
+
+
+@android.command("assets")
+@click.argument("bundle", type=click.Path(exists=True, path_type=Path))
+@click.option("--index", "index_path", type=click.Path(exists=True, path_type=Path),
+              help="Product index (huse-edge index) for the app's similar-products list.")
+@click.option("--variant", default="int8", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("android_demo/app/src/main/assets/huse"),
+              show_default=True)
+@_user_errors
+def android_assets(bundle, index_path, variant, out):
+    """Copy one bundle variant (re-hashed manifest) and the index into the app's assets."""
+    from huse_edge.android import write_assets
+    from huse_edge.bundle import Bundle
+
+    names = write_assets(Bundle.load(bundle), variant, index_path, out)
+    click.echo(f"wrote {out}: {', '.join(names)}")
+
+
+@android.command("golden")
+@click.argument("bundle", type=click.Path(exists=True, path_type=Path))
+@click.argument("catalogue", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--index", "index_path", type=click.Path(exists=True, path_type=Path))
+@click.option("--variant", default="int8", show_default=True)
+@click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True)
+@click.option("--max-products", type=int)
+@click.option("--category-columns", help="Comma-separated category columns, top level first.")
+@_user_errors
+def android_golden(bundle, catalogue, out, index_path, variant, split, max_products, category_columns):
+    """Golden vectors (tokens, input tensors, embeddings, scores, search results) for the Kotlin core tests."""
+    from huse_edge.android import write_golden
+    from huse_edge.bundle import Bundle
+    from huse_edge.catalogue import read_catalogue
+    from huse_edge.index import ProductIndex
+    from huse_edge.runtime import HuseRuntime, RuntimeOptions
+
+    products = read_catalogue(catalogue, _columns(category_columns)).products
+    products = [p for p in products if split == "all" or p.split == split][:max_products]
+    runtime = HuseRuntime(Bundle.load(bundle), variant, RuntimeOptions("litert"))
+    count = write_golden(runtime, products, out, ProductIndex.load(index_path) if index_path else None)
+    click.echo(f"wrote golden vectors of {count} products ({split} split) to {out}")
+
+
+@main.group()
 def data() -> None:
     """Catalogue utilities."""
 
