@@ -33,6 +33,32 @@ class BundleError(ValueError):
     """A bundle that is incomplete, tampered with, or from an incompatible version."""
 
 
+def _check_manifest(path: Path, manifest: dict) -> None:
+    """The fields loading and running rely on have the documented types, and every model file is hash-covered."""
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) and len(v) == 64
+                                              for k, v in files.items()):
+        raise BundleError(f"{path}: manifest 'files' must map file names to sha256 hex digests")
+    for name in files:
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise BundleError(f"{path}: manifest names a file outside the bundle: {name}")
+    variants = manifest.get("variants")
+    if not isinstance(variants, dict) or not variants:
+        raise BundleError(f"{path}: manifest lists no model variants")
+    for variant, entry in variants.items():
+        signatures = entry.get("signatures") if isinstance(entry, dict) else None
+        if not isinstance(signatures, dict) or not isinstance(entry.get("model"), str):
+            raise BundleError(f"{path}: manifest entry of variant {variant!r} is malformed")
+        for model in (entry["model"], *signatures.values()):
+            if model not in files:
+                raise BundleError(f"{path}: {variant} model file {model!r} is not covered by a sha256")
+    dim, weight = manifest.get("embedding_dim"), manifest.get("fusion_image_weight", 0.5)
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+        raise BundleError(f"{path}: manifest embedding_dim must be a positive integer")
+    if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0 <= weight <= 1:
+        raise BundleError(f"{path}: manifest fusion_image_weight must be a number in [0, 1]")
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as stream:
@@ -79,10 +105,8 @@ class Bundle:
         if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
             found = manifest.get("format_version") if isinstance(manifest, dict) else None
             raise BundleError(f"{path}: bundle format version {found!r}; this huse-edge reads {FORMAT_VERSION}")
-        files = manifest.get("files", {})
-        for name in files:
-            if Path(name).is_absolute() or ".." in Path(name).parts:
-                raise BundleError(f"{path}: manifest names a file outside the bundle: {name}")
+        _check_manifest(path, manifest)
+        files = manifest["files"]
         if verify:
             for name, expected in files.items():
                 file = path / name

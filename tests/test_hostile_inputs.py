@@ -1,0 +1,190 @@
+"""Untrusted input and interruptions: unusual and hostile images, fuzzed bundles, a training run and an export
+killed with SIGKILL, and byte-identical conversions."""
+
+import json
+import math
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from huse_edge.bundle import MANIFEST, Bundle, BundleError, sha256_of
+from huse_edge.runtime import BackendUnavailable, HuseRuntime, InputError
+from huse_edge.transform import ImageError, load_rgb
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
+                                                                                max_size=4), max_leaves=12)
+
+
+def test_unusual_image_modes_become_rgb(tmp_path):
+    Image.new("CMYK", (6, 8), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg")
+    Image.new("L", (6, 8), 77).save(tmp_path / "grey.png")
+    palette = Image.new("P", (6, 8), 1)
+    palette.putpalette([0, 0, 0, 10, 200, 30] + [0] * 762)
+    palette.save(tmp_path / "palette.png")
+    Image.new("RGBA", (6, 8), (255, 0, 0, 0)).save(tmp_path / "transparent.png")
+    rotated = Image.new("RGB", (6, 8), (0, 0, 255))
+    exif = rotated.getexif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees on display
+    rotated.save(tmp_path / "rotated.jpg", exif=exif)
+
+    cmyk = load_rgb(tmp_path / "cmyk.jpg")
+    assert cmyk.shape == (8, 6, 3) and cmyk[0, 0, 0] > 200 and cmyk[0, 0, 1] < 60  # CMYK (0,255,255,0) is red
+    assert np.all(load_rgb(tmp_path / "grey.png") == 77)
+    assert load_rgb(tmp_path / "palette.png")[0, 0].tolist() == [10, 200, 30]
+    assert np.all(load_rgb(tmp_path / "transparent.png") == 255)  # alpha composited onto white
+    assert load_rgb(tmp_path / "rotated.jpg").shape == (6, 8, 3)  # EXIF orientation applied
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path):
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (20000, 20000)).save(bomb)  # 400 megapixels that compress to a few kilobytes
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(ImageError, match="exceeds"):
+        load_rgb(bomb)
+
+
+MANIFEST_KEYS = ("format_version", "files", "variants", "num_classes", "vocab_size", "embedding_dim",
+                 "fusion_image_weight", "signatures", "parity", "source_model_dir")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(MANIFEST_KEYS), JSON)
+def test_fuzzed_manifest_is_refused_or_still_runs(int8_bundle, tmp_path_factory, key, value):
+    """Any value in any manifest field: a BundleError at load, or a bundle that loads and runs (the field is not
+    one loading or running relies on). Never another exception."""
+    copy = tmp_path_factory.mktemp("fuzz") / "bundle"
+    shutil.copytree(int8_bundle[0], copy)
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest[key] = value
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    try:
+        bundle = Bundle.load(copy)
+    except BundleError:
+        return
+    runtime = HuseRuntime(bundle, "int8")
+    assert runtime.embed_text(["red cotton shirt"]).shape[0] == 1
+    assert 0 <= bundle.fusion_image_weight <= 1
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=4096), st.integers(min_value=0, max_value=100))
+def test_garbage_model_with_a_matching_hash_is_refused_not_run(int8_bundle, tmp_path_factory, junk, keep_percent):
+    """A model file re-signed in the manifest (so the hash check passes) that is truncated or random bytes."""
+    copy = tmp_path_factory.mktemp("garbage") / "bundle"
+    shutil.copytree(int8_bundle[0], copy)
+    model = copy / "huse_int8.tflite"
+    data = model.read_bytes()
+    model.write_bytes(data[: len(data) * keep_percent // 100 // 2] + junk)
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest["files"]["huse_int8.tflite"] = sha256_of(model)
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BackendUnavailable, match="cannot load"):
+        HuseRuntime(Bundle.load(copy), "int8")
+
+
+def test_wrong_shapes_and_dtypes_are_refused(int8_bundle):
+    runtime = HuseRuntime(Bundle.load(int8_bundle[0]), "int8")
+    with pytest.raises(InputError, match="image batch"):
+        runtime.embed_image(np.zeros((1, 10, 10, 3), np.uint8))
+    with pytest.raises(InputError, match="tokens"):
+        runtime.embed_text(np.zeros((1, 3), np.int32))
+    with pytest.raises(InputError):
+        runtime.classify(np.zeros((1, 7), np.float32))
+
+
+TRAIN = """
+import sys
+from huse_edge.train import TrainConfig, train
+train(sys.argv[1], sys.argv[2], {"trainable_blocks": 1, "embedding_dim": 64, "image_hidden": 128,
+      "text_hidden": 128, "text_filters": 64, "token_dim": 32},
+      TrainConfig(epochs=8, batch_size=32, patience=8, min_class_size=5), cache_dir=sys.argv[3])
+"""
+
+
+def _train(catalogue: Path, out: Path, cache: Path, kill_at: str | None = None) -> list[str]:
+    """Runs a real training process; with `kill_at`, SIGKILLs it once that line has been printed."""
+    process = subprocess.Popen([sys.executable, "-c", TRAIN, str(catalogue), str(out), str(cache)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in process.stdout:
+        lines.append(line.rstrip())
+        if kill_at and line.startswith(kill_at):
+            time.sleep(0.3)  # into the epoch's steps
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=600)
+    assert (process.returncode == -signal.SIGKILL) if kill_at else process.returncode == 0, "\n".join(lines[-30:])
+    return lines
+
+
+@pytest.fixture(scope="module")
+def straight_run(slice_catalogue, trained_model, tmp_path_factory) -> Path:
+    """An uninterrupted run of the same configuration (the features come from the fixture's cache)."""
+    out = tmp_path_factory.mktemp("straight")
+    _train(slice_catalogue, out, trained_model / "cache")
+    return out
+
+
+@pytest.mark.slow
+def test_training_with_a_seed_is_repeatable(slice_catalogue, trained_model, straight_run, tmp_path):
+    _train(slice_catalogue, tmp_path / "again", trained_model / "cache")
+    first = json.loads((straight_run / "metrics.json").read_text())
+    second = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    for key in ("image_top1", "text_top1", "fused_top1", "text_to_image_R@1"):
+        assert first[key] == second[key], key  # same seed, same CPU build: identical decisions
+
+
+@pytest.mark.slow
+def test_training_killed_mid_epoch_resumes_and_reaches_the_same_quality(slice_catalogue, trained_model, straight_run,
+                                                                       tmp_path):
+    cache = trained_model / "cache"
+    _train(slice_catalogue, tmp_path / "killed", cache, kill_at="Epoch 4/8")
+    assert not (tmp_path / "killed" / "model.keras").exists()
+    resumed = _train(slice_catalogue, tmp_path / "killed", cache)
+    epochs = [line for line in resumed if line.startswith("Epoch ")]
+    assert epochs[0] == "Epoch 4/8", epochs  # epochs 1-3 came from the backup, not from scratch
+    after = json.loads((tmp_path / "killed" / "metrics.json").read_text())
+    straight = json.loads((straight_run / "metrics.json").read_text())
+    # Same quality: within two standard errors of the difference of two accuracies on this test split.
+    p, n = straight["fused_top1"], straight["products"]
+    assert abs(after["fused_top1"] - p) <= 2 * math.sqrt(2 * max(p * (1 - p), 1 / n) / n) + 1 / n
+
+
+@pytest.mark.slow
+def test_export_killed_while_writing_leaves_the_previous_bundle_intact(int8_bundle, trained_model, slice_catalogue,
+                                                                     tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(int8_bundle[0], bundle)
+    before = {p.name: sha256_of(p) for p in bundle.rglob("*") if p.is_file()}
+    process = subprocess.Popen([sys.executable, "-c", "from huse_edge.cli import main; main()", "export",
+                                str(trained_model), "--out",
+                                str(bundle), "--catalogue", str(slice_catalogue), "--float"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while not list(tmp_path.glob(".bundle.*.tmp")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "export ended before it started writing"
+    assert {p.name: sha256_of(p) for p in bundle.rglob("*") if p.is_file()} == before
+    Bundle.load(bundle)  # every hash still matches
+
+
+@pytest.mark.slow
+def test_conversion_is_byte_identical_from_the_same_weights(trained_model):
+    from converters.tflite import convert
+    from huse_edge.model_dir import ModelDir
+
+    model = ModelDir.load(trained_model).keras_model()
+    first, second = convert(model, "float"), convert(model, "float")
+    assert first.keys() == second.keys() and all(first[k] == second[k] for k in first)
