@@ -82,8 +82,9 @@ class HuseTrainer(keras.Model):
         return self._record(self.huse_loss(outputs, labels), outputs, labels)
 
 
-def _dataset(images: np.ndarray, tokens: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool,
-             seed: int, flip: bool = False) -> tf.data.Dataset:
+def training_batches(images: np.ndarray, tokens: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool,
+                     seed: int, flip: bool = False) -> tf.data.Dataset:
+    """((float32 images or features, tokens), labels) batches; `flip` mirrors a random half of the images."""
     data = tf.data.Dataset.from_tensor_slices(((images, tokens), labels.astype(np.int32)))
     if shuffle:
         data = data.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
@@ -213,9 +214,9 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
         keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
     ]
     fit_start = time.perf_counter()
-    history = trainer.fit(_dataset(*data["train"], train_config.batch_size, True, train_config.seed,
-                                   train_config.flip),
-                validation_data=_dataset(*data["val"], 1024, False, 0),
+    history = trainer.fit(training_batches(*data["train"], train_config.batch_size, True, train_config.seed,
+                                           train_config.flip),
+                validation_data=training_batches(*data["val"], 1024, False, 0),
                 epochs=train_config.epochs, callbacks=callbacks, verbose=2)
     fit_seconds = time.perf_counter() - fit_start
     trainer.load_weights(str(best)).expect_partial()

@@ -8,7 +8,6 @@
 # BUNDLE/GOLDEN/INDEX come from `huse-edge export`, `huse-edge android golden`, `huse-edge index`.
 # Needs the Debian packages kotlin, junit4 and libjna-java; as root (as in CI) they are installed when missing.
 set -euo pipefail
-cd "$(dirname "$0")"
 properties=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -19,6 +18,7 @@ while [ $# -gt 0 ]; do
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
+cd "$(dirname "$0")"  # after the paths above are made absolute
 
 JARS=(/usr/share/java/junit4.jar /usr/share/java/hamcrest-core.jar /usr/share/java/jna.jar)
 missing() { ! command -v kotlinc >/dev/null || for jar in "${JARS[@]}"; do [ -f "$jar" ] || return 0; done; return 1; }
