@@ -115,8 +115,12 @@ def run_worker(bundle_path: str, variant: str, backend: str, threads: int | None
 
 
 def worker_main() -> None:
-    """Entry point of a worker process: argv[1] is the JSON of `run_worker`'s arguments."""
-    print(json.dumps(run_worker(**json.loads(sys.argv[1]))))
+    """Entry point of a worker process: argv[1] is the JSON of `run_worker`'s arguments. A runtime that cannot
+    load or run the model answers `{"error": reason}` (e.g. tflite-runtime 2.14 and dynamic-range op versions)."""
+    try:
+        print(json.dumps(run_worker(**json.loads(sys.argv[1]))))
+    except Exception as error:  # noqa: BLE001 - any runtime failure is this backend's answer, reported as such
+        print(json.dumps({"error": f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"}))
 
 
 def benchmark(bundle_path: str | Path, variant: str, backend: str, threads: int | None = None, batch: int = 1,
@@ -132,10 +136,12 @@ def benchmark(bundle_path: str | Path, variant: str, backend: str, threads: int 
                  "batch": batch, "runs": runs, "image": str(image) if image else None}
     process = subprocess.run([sys.executable, "-c", "from huse_edge.benchmark import worker_main; worker_main()",
                               json.dumps(arguments)], capture_output=True, text=True, env=env)
-    if process.returncode != 0:
-        last = (process.stderr.strip().splitlines() or ["no output"])[-1]
-        raise BackendUnavailable(f"{backend} ({variant}): benchmark worker failed: {last}")
-    results = json.loads(process.stdout.strip().splitlines()[-1])
+    lines = process.stdout.strip().splitlines()
+    if process.returncode != 0 or not lines:
+        raise BackendUnavailable(f"{backend} ({variant}): benchmark worker died (exit code {process.returncode})")
+    results = json.loads(lines[-1])
+    if "error" in results:
+        raise BackendUnavailable(f"{backend} ({variant}): {results['error']}")
     bundle = Bundle.load(bundle_path, verify=False)
     peak = results["practical_peak_gflops"]
     for signature in TIMED_SIGNATURES:
