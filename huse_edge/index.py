@@ -5,7 +5,8 @@ File format (`.hidx`, version 1) - an uncompressed zip, readable by any zip libr
   "bundle": {"path", "variant", "model_sha256"}, "fusion_image_weight": w, "huse_edge_version"}`;
 - `products.jsonl`: line i describes row i: `{"id", "title", "category": [top, ..., leaf], "image",
   "fingerprint"}` (fingerprint: sha256 of title, category path and image bytes; it decides what to re-embed);
-- per modality (`image`, `text`, `fused`): `<modality>.f32.npy` (N, D) float32 unit vectors,
+- per modality (`image`, `text`, `fused`): `<modality>.f32.npy` (N, D) float32 unit vectors (the model's
+  embeddings re-normalised: an int8 model's outputs are unit length only to within its output grid),
   `<modality>.i8.npy` (N, D) int8 and `<modality>.scale.npy` (N,) float32: row i is `i8[i] * scale[i]`, with
   `scale[i] = max|f32[i]| / 127` (per row, so each vector uses the full int8 range);
 - optionally `<modality>.hnsw.faiss`: a serialised FAISS HNSW graph over the int8 rows (see `ann`).

@@ -12,7 +12,7 @@ import numpy as np
 
 from huse_edge.bundle import sha256_of
 from huse_edge.catalogue import Product
-from huse_edge.index import MODALITIES, IndexedProduct, IndexFileError, ProductIndex, fingerprint, fuse
+from huse_edge.index import MODALITIES, IndexedProduct, IndexFileError, ProductIndex, fingerprint, fuse, normalise
 from huse_edge.runtime import HuseRuntime
 
 
@@ -42,8 +42,8 @@ def embed_products(runtime: HuseRuntime, products: Sequence[Product], batch_size
     parts: dict[str, list] = {m: [] for m in MODALITIES}
     for start in range(0, len(products), batch_size):
         batch = products[start: start + batch_size]
-        image = runtime.embed_image([p.image for p in batch])
-        text = runtime.embed_text([p.title for p in batch])
+        image = normalise(runtime.embed_image([p.image for p in batch]))  # int8 outputs are only nearly unit
+        text = normalise(runtime.embed_text([p.title for p in batch]))
         for modality, value in zip(MODALITIES, (image, text, fuse(image, text, runtime.bundle.fusion_image_weight))):
             parts[modality].append(value.astype(np.float32))
         if progress:

@@ -20,7 +20,7 @@ import numpy as np
 from huse_edge.ann import recall_at_k
 from huse_edge.catalogue import split_of
 from huse_edge.evaluate import RECALL_KS, class_recall_at_k
-from huse_edge.index import IndexFileError, ProductIndex, fuse
+from huse_edge.index import IndexFileError, ProductIndex, fuse, normalise
 from huse_edge.runtime import HuseRuntime
 
 DIRECTIONS = {"text_to_image": ("text", "image"), "image_to_text": ("image", "text")}
@@ -34,7 +34,7 @@ def embed_query(runtime: HuseRuntime, text: str | None = None, image: str | Path
     image_vector = runtime.embed_image([image])[0] if image is not None else None
     if text_vector is not None and image_vector is not None:
         return fuse(image_vector, text_vector, runtime.bundle.fusion_image_weight)
-    return text_vector if text_vector is not None else image_vector
+    return normalise(text_vector if text_vector is not None else image_vector)
 
 
 def check_model(index: ProductIndex, runtime: HuseRuntime, model_sha256: str) -> None:
