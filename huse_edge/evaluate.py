@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from huse_edge.hierarchy import LabelHierarchy
+from huse_edge.index import normalise
 
 RECALL_KS = (1, 5, 10)
 _QUERY_CHUNK = 1024
@@ -69,8 +70,8 @@ def evaluate_outputs(outputs: dict[str, np.ndarray], labels: np.ndarray, hierarc
         for level in range(hierarchy.depth):
             ids = hierarchy.level_ids(level)
             metrics[f"{name}_level{level}_top1"] = float(np.mean(ids[predicted] == ids[labels]))
-    image = outputs["image_embedding"].astype(np.float32)
-    text = outputs["text_embedding"].astype(np.float32)
+    image = normalise(outputs["image_embedding"])  # cosine: quantised models' outputs are only nearly unit length
+    text = normalise(outputs["text_embedding"])
     directions = {"image_to_text": (image, text, False), "text_to_image": (text, image, False),
                   "image_to_image": (image, image, True), "text_to_text": (text, text, True)}
     for name, (queries, gallery, exclude) in directions.items():
