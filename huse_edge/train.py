@@ -84,17 +84,21 @@ class HuseTrainer(keras.Model):
 
 def training_batches(images: np.ndarray, tokens: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool,
                      seed: int, flip: bool = False) -> tf.data.Dataset:
-    """((float32 images or features, tokens), labels) batches; `flip` mirrors a random half of the images."""
+    """((float32 images or features, tokens), labels) batches; `flip` mirrors a random half of the images. The
+    coin flips come from a seeded stream zipped to the examples in order, not from a random op inside the parallel
+    map, whose draws would follow thread scheduling and make seeded runs differ."""
     data = tf.data.Dataset.from_tensor_slices(((images, tokens), labels.astype(np.int32)))
     if shuffle:
         data = data.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    coins = tf.data.Dataset.random(seed=seed).map(lambda r: r % 2 == 1)
+    data = tf.data.Dataset.zip((data, coins))
 
-    def to_float(x, y):
-        image = tf.cast(x[0], tf.float32)
+    def to_float(example, mirrored):
+        (image, ids), label = example
+        image = tf.cast(image, tf.float32)
         if flip and image.shape.rank == 4:
-            mirrored = tf.random.uniform((tf.shape(image)[0], 1, 1, 1), seed=seed) < 0.5
-            image = tf.where(mirrored, tf.reverse(image, axis=[2]), image)
-        return (image, x[1]), y
+            image = tf.where(mirrored[:, None, None, None], tf.reverse(image, axis=[2]), image)
+        return (image, ids), label
 
     return data.batch(batch_size).map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
