@@ -61,7 +61,7 @@ def _columns(category_columns: str | None):
 @click.option("--trainable-blocks", type=int, default=None, help="Top backbone blocks fine-tuned on cached features.")
 @click.option("--embedding-dim", type=int, default=None)
 @click.option("--epochs", type=int, default=15, show_default=True)
-@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--batch-size", type=int, default=256, show_default=True, help="Per replica.")
 @click.option("--learning-rate", type=float, default=1e-3, show_default=True)
 @click.option("--patience", type=int, default=5, show_default=True, help="Early-stopping patience (epochs).")
 @click.option("--class-level", type=int, default=-1, show_default=True,
@@ -76,11 +76,13 @@ def _columns(category_columns: str | None):
 @click.option("--graph-threshold", type=float, default=0.8, show_default=True)
 @click.option("--cache-dir", type=click.Path(path_type=Path), help="Feature cache (default: OUT/cache).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--strategy", type=click.Choice(["none", "mirrored", "multi-worker"]), default="none",
+              show_default=True, help="tf.distribute strategy; multi-worker reads the cluster from TF_CONFIG.")
 @click.option("--strict", is_flag=True, help="Stop at the first bad catalogue row instead of skipping it.")
 @_user_errors
 def train(catalogue, out_dir, backbone, backbone_weights, image_size, trainable_blocks, embedding_dim, epochs,
           batch_size, learning_rate, patience, class_level, min_class_size, category_columns, class_embeddings,
-          w_class, w_graph, w_gap, graph_threshold, cache_dir, seed, strict):
+          w_class, w_graph, w_gap, graph_threshold, cache_dir, seed, strategy, strict):
     """Train HUSE on CATALOGUE (default: the shared Fashion Product Images catalogue)."""
     catalogue = catalogue or DEFAULT_CATALOGUE
     if not catalogue.is_file():
@@ -95,7 +97,8 @@ def train(catalogue, out_dir, backbone, backbone_weights, image_size, trainable_
     overrides = overrides_for(backbone=backbone, image_height=height, image_width=width,
                               trainable_blocks=trainable_blocks, embedding_dim=embedding_dim)
     run_training(catalogue, out_dir, overrides,
-                 TrainConfig(epochs, batch_size, learning_rate, patience, seed, class_level, min_class_size),
+                 TrainConfig(epochs, batch_size, learning_rate, patience, seed, class_level, min_class_size,
+                             strategy=strategy),
                  LossWeights(w_class, w_graph, w_gap, graph_threshold), _columns(category_columns), strict,
                  np.load(class_embeddings, allow_pickle=False) if class_embeddings else None,
                  backbone_weights, cache_dir)

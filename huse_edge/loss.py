@@ -6,6 +6,12 @@
   distance, A the class-distance matrix (see `hierarchy`) and s_ij = 1 when A[y_i, y_j] < threshold, else 0:
   only pairs of related classes are pulled to their semantic distance; unrelated ones are left free.
 - Cross-modal gap: mean cosine distance between the image and the text embedding of the same product.
+
+Under a tf.distribute strategy with several replicas in sync, every loss is still the loss of the *global* batch:
+each replica returns its share (its examples' sums over the global example count; for the graph loss, the pairs
+of its embeddings with the embeddings of every replica, gathered with their gradient), the shares sum to the
+global loss, and the optimizer sums the replicas' gradients. A per-replica mean of the graph loss would silently
+drop every pair that straddles two replicas.
 """
 
 from __future__ import annotations
@@ -30,26 +36,35 @@ class LossWeights:
         return asdict(self)
 
 
-def cosine_distance_matrix(embeddings: tf.Tensor) -> tf.Tensor:
-    """1 - u_i . u_j for unit-norm rows."""
-    return 1.0 - tf.matmul(embeddings, embeddings, transpose_b=True)
+def class_level_losses(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """Softmax cross-entropy per example."""
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
 
 
-def class_level_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+def semantic_similarity_sum(rows: tf.Tensor, row_labels: tf.Tensor, columns: tf.Tensor, column_labels: tf.Tensor,
+                            class_distances: tf.Tensor, threshold: float) -> tf.Tensor:
+    """sum over (row, column) pairs of s_ij * (d(u_i, u_j) - A[y_i, y_j])^2."""
+    target = tf.gather(tf.gather(class_distances, row_labels), column_labels, axis=1)
+    mask = tf.cast(target < threshold, rows.dtype)
+    distances = 1.0 - tf.matmul(rows, columns, transpose_b=True)
+    return tf.reduce_sum(tf.square(distances - target) * mask)
 
 
-def semantic_similarity_loss(embeddings: tf.Tensor, labels: tf.Tensor, class_distances: tf.Tensor,
-                             threshold: float) -> tf.Tensor:
-    target = tf.gather(tf.gather(class_distances, labels), labels, axis=1)
-    mask = tf.cast(target < threshold, embeddings.dtype)
-    squared = tf.square(cosine_distance_matrix(embeddings) - target) * mask
-    n = tf.cast(tf.shape(embeddings)[0], embeddings.dtype)
-    return tf.reduce_sum(squared) / (n * n)
+def cross_modal_gaps(image_embeddings: tf.Tensor, text_embeddings: tf.Tensor) -> tf.Tensor:
+    """Cosine distance between the image and the text embedding of each product."""
+    return 1.0 - tf.reduce_sum(image_embeddings * text_embeddings, axis=-1)
 
 
-def cross_modal_gap_loss(image_embeddings: tf.Tensor, text_embeddings: tf.Tensor) -> tf.Tensor:
-    return tf.reduce_mean(1.0 - tf.reduce_sum(image_embeddings * text_embeddings, axis=-1))
+def replicas_in_sync() -> tf.distribute.ReplicaContext | None:
+    """The replica context when a strategy runs several replicas in sync, else None."""
+    context = tf.distribute.get_replica_context()
+    return context if context is not None and context.num_replicas_in_sync > 1 else None
+
+
+def global_values(parts: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """The global-batch losses from this replica's shares (what to log); the shares themselves otherwise."""
+    context = replicas_in_sync()
+    return parts if context is None else {k: context.all_reduce("SUM", v) for k, v in parts.items()}
 
 
 class HuseLoss:
@@ -60,14 +75,22 @@ class HuseLoss:
         self.weights = weights
 
     def __call__(self, outputs: dict, labels: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Each loss of the global batch, or this replica's share of it (see the module docstring)."""
         labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
         image, text = outputs["image_embedding"], outputs["text_embedding"]
+        universal, universal_labels = tf.concat([image, text], 0), tf.concat([labels, labels], 0)
+        count = tf.cast(tf.shape(labels)[0], tf.float32)
+        context = replicas_in_sync()
+        others, other_labels = universal, universal_labels
+        if context is not None:
+            count = context.all_reduce("SUM", count)
+            others, other_labels = context.all_gather(universal, 0), context.all_gather(universal_labels, 0)
         parts = {
-            "class_loss": 0.5 * (class_level_loss(labels, outputs["image_logits"])
-                                 + class_level_loss(labels, outputs["text_logits"])),
-            "graph_loss": semantic_similarity_loss(tf.concat([image, text], 0), tf.concat([labels, labels], 0),
-                                                   self.class_distances, self.weights.threshold),
-            "gap_loss": cross_modal_gap_loss(image, text),
+            "class_loss": 0.5 * tf.reduce_sum(class_level_losses(labels, outputs["image_logits"])
+                                              + class_level_losses(labels, outputs["text_logits"])) / count,
+            "graph_loss": semantic_similarity_sum(universal, universal_labels, others, other_labels,
+                                                  self.class_distances, self.weights.threshold) / (2 * count) ** 2,
+            "gap_loss": tf.reduce_sum(cross_modal_gaps(image, text)) / count,
         }
         parts["loss"] = (self.weights.class_level * parts["class_loss"] + self.weights.semantic * parts["graph_loss"]
                          + self.weights.gap * parts["gap_loss"])

@@ -17,10 +17,11 @@ import numpy as np
 from huse_edge import __version__
 from huse_edge._tf import keras, tf
 from huse_edge.catalogue import Catalogue, Columns, LabelledCatalogue, label, read_catalogue
+from huse_edge.distribute import is_chief, make_strategy, shard_by_data
 from huse_edge.evaluate import best_fusion_weight, evaluate_outputs, format_metrics
 from huse_edge.features import cached_features, load_pixels
 from huse_edge.hierarchy import cosine_distances
-from huse_edge.loss import COMPONENTS, HuseLoss, LossWeights
+from huse_edge.loss import COMPONENTS, HuseLoss, LossWeights, global_values
 from huse_edge.model import OUTPUTS, HuseConfig, HuseModel, as_output_dict, build_huse
 from huse_edge.model_dir import save_model_dir
 from huse_edge.tokenizer import Tokenizer, TokenizerSpec
@@ -32,7 +33,7 @@ MONITOR = "val_towers_accuracy"
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 15
-    batch_size: int = 256
+    batch_size: int = 256  # per replica (see `distribute`)
     learning_rate: float = 1e-3
     patience: int = 5
     seed: int = 0
@@ -40,6 +41,7 @@ class TrainConfig:
     min_class_size: int = 20
     schedule: str = "cosine"  # "cosine": decay to 0 over `epochs`; "constant"
     flip: bool = True  # random horizontal flip of the image input (pixels, or the cached feature map)
+    strategy: str = "none"  # "mirrored" | "multi-worker" (see `distribute`)
 
 
 class HuseTrainer(keras.Model):
@@ -60,6 +62,7 @@ class HuseTrainer(keras.Model):
         return [*self.trackers.values(), *self.accuracies.values()]
 
     def _record(self, parts, outputs, labels):
+        parts = global_values(parts)
         for name, tracker in self.trackers.items():
             tracker.update_state(parts[name])
         keys = {"image": "image_logits", "text": "text_logits", "fused": "fused_probabilities"}
@@ -103,12 +106,12 @@ def training_batches(images: np.ndarray, tokens: np.ndarray, labels: np.ndarray,
     return data.batch(batch_size).map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def _learning_rate(train_config: TrainConfig, train_size: int):
+def _learning_rate(train_config: TrainConfig, train_size: int, global_batch: int):
     if train_config.schedule == "constant":
         return train_config.learning_rate
     if train_config.schedule != "cosine":
         raise ValueError(f"unknown learning-rate schedule {train_config.schedule!r}; choose cosine or constant")
-    steps = train_config.epochs * -(-train_size // train_config.batch_size)
+    steps = train_config.epochs * -(-train_size // global_batch)
     return keras.optimizers.schedules.CosineDecay(train_config.learning_rate, steps)
 
 
@@ -169,8 +172,10 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
           columns: Columns = Columns(), strict: bool = False, class_embeddings: np.ndarray | None = None,
           backbone_weights: str | Path | None = None, cache_dir: str | Path | None = None,
           tokenizer_spec: TokenizerSpec = TokenizerSpec()) -> dict:
-    """Trains HUSE on a catalogue and writes the model directory; returns the test-split metrics."""
+    """Trains HUSE on a catalogue and writes the model directory; returns the test-split metrics (nothing on a
+    worker that is not the chief)."""
     started = time.perf_counter()
+    strategy = make_strategy(train_config.strategy)  # first: multi-worker collectives are set up before any op
     out_dir = Path(out_dir)
     keras.utils.set_random_seed(train_config.seed)
     _, labelled = load_labelled(catalogue_path, columns, train_config, strict)
@@ -202,9 +207,21 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
         data[name] = (np.asarray(images_all[rows]), tokenizer.encode_batch(p.title for p in part.products),
                       np.asarray(part.labels))
 
-    trainer = HuseTrainer(model.trainable, HuseLoss(distances, loss_weights))
-    trainer.compile(optimizer=keras.optimizers.Adam(_learning_rate(train_config, len(data["train"][2]))))
-    trainer([data["train"][0][:1].astype(np.float32), data["train"][1][:1]])  # built, so a backup can restore
+    chief = is_chief(strategy)
+    global_batch = train_config.batch_size * strategy.num_replicas_in_sync
+    if train_config.strategy != "none":
+        print(f"strategy {train_config.strategy}: {strategy.num_replicas_in_sync} replicas in sync, global batch "
+              f"{global_batch}" + ("" if chief else "; this worker is not the chief and writes no model"))
+    huse_loss = HuseLoss(distances, loss_weights)
+    with strategy.scope():  # the cached features above and the evaluation below use the plain `model`
+        network = model.trainable
+        if train_config.strategy != "none":  # the same network, its variables created under the strategy
+            network = build_huse(config, backbone_weights).trainable
+            network.set_weights(model.trainable.get_weights())
+        trainer = HuseTrainer(network, huse_loss)
+        trainer.compile(optimizer=keras.optimizers.Adam(
+            _learning_rate(train_config, len(data["train"][2]), global_batch)))
+        trainer([data["train"][0][:1].astype(np.float32), data["train"][1][:1]])  # built, so a backup can restore
     checkpoints = out_dir / "checkpoints"
     best = checkpoints / "best" / "weights"
     monitor = MONITOR
@@ -214,16 +231,20 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
         keras.callbacks.ModelCheckpoint(str(best), monitor=monitor, mode="max", save_best_only=True,
                                         save_weights_only=True),
         keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=train_config.patience),
-        keras.callbacks.TensorBoard(str(out_dir / "logs")),
-        keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
     ]
+    if chief:
+        callbacks += [keras.callbacks.TensorBoard(str(out_dir / "logs")),
+                      keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True)]
     fit_start = time.perf_counter()
-    history = trainer.fit(training_batches(*data["train"], train_config.batch_size, True, train_config.seed,
-                                           train_config.flip),
-                validation_data=training_batches(*data["val"], 1024, False, 0),
-                epochs=train_config.epochs, callbacks=callbacks, verbose=2)
+    history = trainer.fit(shard_by_data(training_batches(*data["train"], global_batch, True, train_config.seed,
+                                                         train_config.flip)),
+                          validation_data=shard_by_data(training_batches(*data["val"], 1024, False, 0)),
+                          epochs=train_config.epochs, callbacks=callbacks, verbose=2)
     fit_seconds = time.perf_counter() - fit_start
-    trainer.load_weights(str(best)).expect_partial()
+    if not chief:
+        print(f"worker done in {fit_seconds:.0f} s; the chief writes the model directory")
+        return {}
+    HuseTrainer(model.trainable, huse_loss).load_weights(str(best)).expect_partial()
     config = _tune_fusion(model, config, *data["val"])
 
     metrics = evaluate_outputs(predict_outputs(model.trainable, *data["test"][:2]), data["test"][2], hierarchy)

@@ -2,8 +2,7 @@
 
 import numpy as np
 
-from huse_edge.loss import (HuseLoss, LossWeights, class_level_loss, cross_modal_gap_loss,
-                            semantic_similarity_loss)
+from huse_edge.loss import HuseLoss, LossWeights, class_level_losses, cross_modal_gaps, semantic_similarity_sum
 
 
 def unit(*v):
@@ -14,7 +13,7 @@ def unit(*v):
 def test_class_level_loss():
     logits = np.array([[2.0, 0.0], [0.0, 0.0]], np.float32)
     expected = (-np.log(np.exp(2) / (np.exp(2) + 1)) + np.log(2)) / 2
-    assert np.isclose(float(class_level_loss(np.array([0, 1]), logits)), expected, atol=1e-6)
+    assert np.isclose(float(np.mean(class_level_losses(np.array([0, 1]), logits))), expected, atol=1e-6)
 
 
 def test_semantic_similarity_loss_masks_unrelated_pairs():
@@ -24,14 +23,14 @@ def test_semantic_similarity_loss_masks_unrelated_pairs():
     # pairs under the threshold 0.8: all but (0, 2) and (2, 0); cosine distances: d01 = 1, d12 = 1 - 1/sqrt(2)
     d12 = 1 - 1 / np.sqrt(2)
     expected = (2 * (1.0 - 0.5) ** 2 + 2 * (d12 - 0.2) ** 2) / 9
-    got = float(semantic_similarity_loss(emb, labels, classes, threshold=0.8))
+    got = float(semantic_similarity_sum(emb, labels, emb, labels, classes, threshold=0.8)) / 9
     assert np.isclose(got, expected, atol=1e-6)
 
 
 def test_cross_modal_gap_loss():
     image = np.stack([unit(1, 0), unit(0, 1)])
     text = np.stack([unit(1, 0), unit(1, 0)])
-    assert np.isclose(float(cross_modal_gap_loss(image, text)), 0.5, atol=1e-6)
+    assert np.isclose(float(np.mean(cross_modal_gaps(image, text))), 0.5, atol=1e-6)
 
 
 def test_weighted_total_and_components():
@@ -43,5 +42,9 @@ def test_weighted_total_and_components():
     parts = {k: float(v) for k, v in loss(outputs, np.array([0, 1])).items()}
     assert np.isclose(parts["class_loss"], np.log(2), atol=1e-6)
     assert np.isclose(parts["gap_loss"], (1 - 1 / np.sqrt(2)) / 2, atol=1e-6)
+    # universal embeddings [i0, i1, t0, t1], labels [0, 1, 0, 1]: only same-class pairs (target 0) are under the
+    # threshold; of those only (i0, t0) and (t0, i0) are apart, by 1 - 1/sqrt(2); 4 embeddings -> 16 pairs
+    expected_graph = 2 * (1 - 1 / np.sqrt(2)) ** 2 / 16
+    assert np.isclose(parts["graph_loss"], expected_graph, atol=1e-6)
     assert np.isclose(parts["loss"], parts["class_loss"] + 2 * parts["graph_loss"] + 3 * parts["gap_loss"],
                       atol=1e-6)
