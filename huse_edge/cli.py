@@ -6,8 +6,10 @@ never a traceback.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import json
+import multiprocessing
 import sys
 from pathlib import Path
 
@@ -83,9 +85,12 @@ def _columns(category_columns: str | None):
 def train(catalogue, out_dir, backbone, backbone_weights, image_size, trainable_blocks, embedding_dim, epochs,
           batch_size, learning_rate, patience, class_level, min_class_size, category_columns, class_embeddings,
           w_class, w_graph, w_gap, graph_threshold, cache_dir, seed, strategy, strict):
-    """Train HUSE on CATALOGUE (default: the shared Fashion Product Images catalogue)."""
+    """Train HUSE on CATALOGUE (default: the shared Fashion Product Images catalogue), a CSV/JSONL file or a
+    directory of TFRecord shards from `huse-edge data shard`."""
+    from huse_edge.shards import is_shard_dir
+
     catalogue = catalogue or DEFAULT_CATALOGUE
-    if not catalogue.is_file():
+    if not (catalogue.is_file() or is_shard_dir(catalogue)):
         raise click.UsageError(GET_DATA_HINT.format(path=catalogue))
     import numpy as np
 
@@ -254,35 +259,53 @@ def classify(bundle, image, title, top_k, variant, backend, as_json):
 @main.command()
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
 @click.argument("catalogue", type=click.Path(exists=True, path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Index file (.hidx).")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Index file (.hidx), or the directory of index parts with --shard/--workers.")
 @click.option("--variant", default="int8", show_default=True)
 @click.option("--backend", default="litert", show_default=True)
 @click.option("--rebuild", is_flag=True, help="Re-embed every product instead of updating an existing index.")
 @click.option("--ann", is_flag=True, help="Also store HNSW graphs (FAISS) for approximate search.")
+@click.option("--shard", help="I/N: index only part I of N (0-based) into OUT/part-I-of-N.hidx (one machine's share).")
+@click.option("--workers", type=int, help="Index in N local processes, into OUT/ as N parts.")
 @click.option("--category-columns", help="Comma-separated category columns, top level first.")
 @click.option("--strict", is_flag=True, help="Stop at the first bad catalogue row instead of skipping it.")
 @_user_errors
-def index(bundle, catalogue, out, variant, backend, rebuild, ann, category_columns, strict):
+def index(bundle, catalogue, out, variant, backend, rebuild, ann, shard, workers, category_columns, strict):
     """Embed every product of a catalogue with the edge bundle; an existing index is updated in place (only new
-    and changed products are embedded)."""
-    from huse_edge.bundle import Bundle
+    and changed products are embedded). `search` reads a directory of parts as one index."""
     from huse_edge.catalogue import read_catalogue
-    from huse_edge.index import MODALITIES, ProductIndex
-    from huse_edge.indexer import sync_index
-    from huse_edge.runtime import HuseRuntime, RuntimeOptions
+    from huse_edge.index import MODALITIES
+    from huse_edge.indexer import write_index, write_index_part
 
-    products = read_catalogue(catalogue, _columns(category_columns), strict=strict)
+    columns = _columns(category_columns)
+    if shard or workers:
+        if shard and workers:
+            raise click.UsageError("use --shard I/N (one part here) or --workers N (every part, locally), not both")
+        parts = [_shard(shard)] if shard else [(i, workers) for i in range(workers)]
+        out.mkdir(parents=True, exist_ok=True)
+        with concurrent.futures.ProcessPoolExecutor(len(parts), mp_context=multiprocessing.get_context("spawn")) \
+                as pool:
+            jobs = [pool.submit(write_index_part, bundle, catalogue, out, i, n, columns, variant, backend, rebuild,
+                                ann, strict) for i, n in parts]
+            for job in jobs:
+                click.echo(job.result())
+        return
+    products = read_catalogue(catalogue, columns, strict=strict)
     click.echo(products.summary())
-    runtime = HuseRuntime(Bundle.load(bundle), variant, RuntimeOptions.from_label(backend))
-    existing = ProductIndex.load(out) if out.exists() and not rebuild else None
     with click.progressbar(length=len(products.products), label="embedding", file=sys.stderr) as bar:
-        built, report = sync_index(runtime, products.products, existing, bar.update)
-    if ann:
-        for modality in MODALITIES:
-            built.searcher(modality)
-    built.save(out)
+        built, report = write_index(bundle, products.products, out, variant, backend, rebuild, ann, bar.update)
     click.echo(f"{report}\nwrote {out}: {len(built)} products, {built.dim}-d, modalities {', '.join(MODALITIES)}"
                + (", with HNSW graphs" if ann else ""))
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        shard, shards = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"expected I/N, got {text!r}") from None
+    if not 0 <= shard < shards:
+        raise click.BadParameter(f"expected 0 <= I < N, got {text!r}")
+    return shard, shards
 
 
 @main.command()
@@ -428,3 +451,22 @@ def import_fashion_command(source, out):
     for line in reports[:20]:
         click.echo(f"  {line}")
     click.echo(f"{written} products written to {out / 'products.csv'} ({len(reports)} rows left out)")
+
+
+@data.command("shard")
+@click.argument("catalogue", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Directory of TFRecord shards.")
+@click.option("--files", "num_files", type=int, default=16, show_default=True,
+              help="Number of shard files (at least one per training worker).")
+@click.option("--category-columns", help="Comma-separated category columns, top level first.")
+@click.option("--strict", is_flag=True, help="Stop at the first bad catalogue row instead of skipping it.")
+@_user_errors
+def shard_command(catalogue, out, num_files, category_columns, strict):
+    """Write CATALOGUE as TFRecord shards that `huse-edge train` streams (for catalogues too large for memory)."""
+    from huse_edge.shards import write_shards
+
+    manifest, read = write_shards(catalogue, out, num_files, _columns(category_columns), strict)
+    for issue in read.issues[:20]:
+        click.echo(f"  {issue}")
+    click.echo(f"{manifest['products']} products in {len(manifest['files'])} files under {out} "
+               f"({sum(i.skipped for i in read.issues)} rows left out)")

@@ -12,6 +12,10 @@ File format (`.hidx`, version 1) - an uncompressed zip, readable by any zip libr
 - optionally `<modality>.hnsw.faiss`: a serialised FAISS HNSW graph over the int8 rows (see `ann`).
 `.npy` files are plain little-endian arrays (numpy's v1 header, never object arrays); nothing is unpickled.
 The fused embedding is `normalise(w * image + (1 - w) * text)` with the bundle's late-fusion image weight `w`.
+
+A sharded index is a directory of such files, `part-00000-of-00004.hidx`, ..., each written by one indexing
+process (`huse-edge index --shard I/N` or `--workers N`); loading the directory gives one index over all parts,
+which must come from the same model.
 """
 
 from __future__ import annotations
@@ -189,7 +193,10 @@ class ProductIndex:
 
     @classmethod
     def load(cls, path: str | Path) -> "ProductIndex":
+        """One `.hidx` file, or a directory of index parts read as one index."""
         path = Path(path)
+        if path.is_dir():
+            return cls.merged([cls.load(part) for part in part_files(path)], path)
         try:
             with zipfile.ZipFile(path) as archive:
                 header = json.loads(archive.read("index.json"))
@@ -208,6 +215,41 @@ class ProductIndex:
                 raise IndexFileError(f"{path}: {modality} embeddings are {vectors.shape}, expected "
                                   f"({len(products)}, {header['dim']})")
         return cls(products, embeddings, header["bundle"], float(header["fusion_image_weight"]), ann)
+
+
+    @classmethod
+    def merged(cls, parts: Sequence["ProductIndex"], source: Path) -> "ProductIndex":
+        """The parts' rows in part order; HNSW graphs are per part and are rebuilt for the whole when needed."""
+        first = parts[0]
+        for part in parts[1:]:
+            if part.bundle.get("model_sha256") != first.bundle.get("model_sha256") or part.dim != first.dim:
+                raise IndexFileError(f"{source}: index parts come from different models")
+        products = [p for part in parts for p in part.products]
+        if len({p.id for p in products}) != len(products):
+            raise IndexFileError(f"{source}: a product is in more than one index part")
+        return ProductIndex(products, {m: np.concatenate([part.embeddings[m] for part in parts])
+                                       for m in first.embeddings}, first.bundle, first.fusion_image_weight)
+
+
+def part_name(shard: int, shards: int) -> str:
+    return f"part-{shard:05d}-of-{shards:05d}.hidx"
+
+
+def part_files(directory: Path) -> list[Path]:
+    """The parts of a sharded index, all present (a missing part would silently hide its products)."""
+    parts = sorted(directory.glob("part-*-of-*.hidx"))
+    if not parts:
+        raise IndexFileError(f"{directory}: no index parts (part-*-of-*.hidx)")
+    expected = int(parts[0].stem.rsplit("-", 1)[1])
+    missing = sorted(set(part_name(i, expected) for i in range(expected)) - {p.name for p in parts})
+    if missing or len(parts) != expected:
+        raise IndexFileError(f"{directory}: index parts missing or mixed: {', '.join(missing) or 'other counts'}")
+    return parts
+
+
+def shard_of(product_id: str, shards: int) -> int:
+    """Which index part holds a product: by a hash of its id, so that updates touch the same part."""
+    return int.from_bytes(hashlib.sha1(product_id.encode("utf-8")).digest()[8:16], "big") % shards
 
 
 def _product(record: dict, path: Path, line: int) -> IndexedProduct:

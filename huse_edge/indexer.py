@@ -1,5 +1,9 @@
 """`huse-edge index`: embed a catalogue with an edge bundle into a `ProductIndex`, or bring an existing index up
 to date with the catalogue (new and changed products embedded, removed ones dropped, the rest kept as they are).
+
+Large catalogues are indexed in parts: part I of N holds the products whose id hashes to I (`index.shard_of`), so
+N processes - local (`--workers N`) or on N machines (`--shard I/N`) - each embed and update their own file, and
+`search` reads the directory as one index.
 """
 
 from __future__ import annotations
@@ -10,10 +14,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from huse_edge.bundle import sha256_of
-from huse_edge.catalogue import Product
-from huse_edge.index import MODALITIES, IndexedProduct, IndexFileError, ProductIndex, fingerprint, fuse, normalise
-from huse_edge.runtime import HuseRuntime
+from pathlib import Path
+
+from huse_edge.bundle import Bundle, sha256_of
+from huse_edge.catalogue import Columns, Product, read_catalogue
+from huse_edge.index import (MODALITIES, IndexedProduct, IndexFileError, ProductIndex, fingerprint, fuse, normalise,
+                             part_name, shard_of)
+from huse_edge.runtime import HuseRuntime, RuntimeOptions
 
 
 @dataclass(frozen=True)
@@ -80,3 +87,29 @@ def sync_index(runtime: HuseRuntime, products: Sequence[Product], existing: Prod
                          identity, runtime.bundle.fusion_image_weight)
     removed = len(stale) - sum(1 for i in stale if i in current)
     return index, SyncReport(kept, len(fresh), removed, time.perf_counter() - start)
+
+
+def write_index(bundle: str | Path, products: Sequence[Product], out: Path, variant: str = "int8",
+                backend: str = "litert", rebuild: bool = False, ann: bool = False,
+                progress: Callable[[int], None] | None = None) -> tuple[ProductIndex, SyncReport]:
+    """Builds or updates the index file `out` for exactly `products`."""
+    runtime = HuseRuntime(Bundle.load(bundle), variant, RuntimeOptions.from_label(backend))
+    existing = ProductIndex.load(out) if out.exists() and not rebuild else None
+    built, report = sync_index(runtime, products, existing, progress)
+    if ann:
+        for modality in MODALITIES:
+            built.searcher(modality)
+    built.save(out)
+    return built, report
+
+
+def write_index_part(bundle: str | Path, catalogue: str | Path, out_dir: Path, shard: int, shards: int,
+                     columns: Columns = Columns(), variant: str = "int8", backend: str = "litert",
+                     rebuild: bool = False, ann: bool = False, strict: bool = False) -> str:
+    """One indexing process: its part of the catalogue into `out_dir/part-I-of-N.hidx`; returns its report."""
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} is not in 0..{shards - 1}")
+    products = [p for p in read_catalogue(catalogue, columns, strict).products if shard_of(p.id, shards) == shard]
+    out = out_dir / part_name(shard, shards)
+    built, report = write_index(bundle, products, out, variant, backend, rebuild, ann)
+    return f"{out.name}: {len(built)} products; {report}"

@@ -24,6 +24,7 @@ from huse_edge.hierarchy import cosine_distances
 from huse_edge.loss import COMPONENTS, HuseLoss, LossWeights, global_values
 from huse_edge.model import OUTPUTS, HuseConfig, HuseModel, as_output_dict, build_huse
 from huse_edge.model_dir import save_model_dir
+from huse_edge.shards import is_shard_dir, read_shard_catalogue, shard_files, stream_images
 from huse_edge.tokenizer import Tokenizer, TokenizerSpec
 
 MODALITIES = ("image", "text", "fused")
@@ -87,12 +88,33 @@ class HuseTrainer(keras.Model):
 
 def training_batches(images: np.ndarray, tokens: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool,
                      seed: int, flip: bool = False) -> tf.data.Dataset:
-    """((float32 images or features, tokens), labels) batches; `flip` mirrors a random half of the images. The
-    coin flips come from a seeded stream zipped to the examples in order, not from a random op inside the parallel
-    map, whose draws would follow thread scheduling and make seeded runs differ."""
+    """((float32 images or features, tokens), labels) batches from arrays in memory (see `_batched`)."""
     data = tf.data.Dataset.from_tensor_slices(((images, tokens), labels.astype(np.int32)))
     if shuffle:
         data = data.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    return shard_by_data(_batched(data, batch_size, seed, flip))
+
+
+def streamed_batches(files: list[str], part: LabelledCatalogue, tokens: np.ndarray, config: HuseConfig,
+                     batch_size: int, shuffle: bool, seed: int, flip: bool = False) -> tf.data.Dataset:
+    """The same batches for one split of a sharded catalogue, streamed from its TFRecord files: photos decoded on
+    the fly, tokens and labels looked up by product id (products of other splits or dropped classes are skipped).
+    Shuffling mixes the file order and a window of products."""
+    table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        tf.constant([p.id for p in part.products]), tf.range(len(part.products), dtype=tf.int64)), -1)
+    all_tokens, all_labels = tf.constant(tokens), tf.constant(np.asarray(part.labels, np.int32))
+    data = stream_images(files, config.image_height, config.image_width, shuffle, seed)
+    data = data.map(lambda product_id, pixels: (table.lookup(product_id), pixels)).filter(lambda row, _: row >= 0)
+    if shuffle:
+        data = data.shuffle(4096, seed=seed, reshuffle_each_iteration=True)
+    data = data.map(lambda row, pixels: ((pixels, tf.gather(all_tokens, row)), tf.gather(all_labels, row)))
+    return _batched(data, batch_size, seed, flip)
+
+
+def _batched(data: tf.data.Dataset, batch_size: int, seed: int, flip: bool) -> tf.data.Dataset:
+    """Batches of ((image, tokens), label) examples with float32 images; `flip` mirrors a random half of the
+    images. The coin flips come from a seeded stream zipped to the examples in order, not from a random op inside
+    the parallel map, whose draws would follow thread scheduling and make seeded runs differ."""
     coins = tf.data.Dataset.random(seed=seed).map(lambda r: r % 2 == 1)
     data = tf.data.Dataset.zip((data, coins))
 
@@ -150,9 +172,22 @@ def predict_outputs(network: keras.Model, images: np.ndarray, tokens: np.ndarray
     return {k: np.concatenate(v) for k, v in outputs.items()}
 
 
+def predict_batches(network: keras.Model, batches: tf.data.Dataset) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Outputs and labels over a dataset of ((images, tokens), labels) batches."""
+    outputs: dict[str, list] = {k: [] for k in OUTPUTS}
+    labels = []
+    for inputs, batch_labels in batches:
+        batch = as_output_dict(network(inputs, training=False))
+        for key in OUTPUTS:
+            outputs[key].append(batch[key].numpy())
+        labels.append(batch_labels.numpy())
+    return {k: np.concatenate(v) for k, v in outputs.items()}, np.concatenate(labels)
+
+
 def load_labelled(catalogue_path, columns: Columns, train_config: TrainConfig, strict: bool,
                   hierarchy=None) -> tuple[Catalogue, LabelledCatalogue]:
-    catalogue = read_catalogue(catalogue_path, columns, strict=strict)
+    catalogue = read_shard_catalogue(catalogue_path) if is_shard_dir(catalogue_path) else \
+        read_catalogue(catalogue_path, columns, strict=strict)
     for issue in catalogue.issues[:20]:
         print(f"  {issue}")
     if len(catalogue.issues) > 20:
@@ -196,16 +231,28 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
                                                   " (no frozen part: training from pixels)"))
     distances = cosine_distances(class_embeddings if class_embeddings is not None else hierarchy.class_embeddings())
 
-    cache_dir = Path(cache_dir) if cache_dir else out_dir / "cache"
+    tokens = {name: tokenizer.encode_batch(p.title for p in part.products) for name, part in splits.items()}
     feature_start = time.perf_counter()
-    images_all = image_inputs(model, labelled.products, cache_dir)
+    if is_shard_dir(catalogue_path):  # streamed: the frozen backbone runs on every step, inside the network
+        files = shard_files(catalogue_path)
+        network_of = _pixel_network
+
+        def batches(name: str, size: int, shuffle: bool = False, flip: bool = False) -> tf.data.Dataset:
+            return streamed_batches(files, splits[name], tokens[name], config, size, shuffle, train_config.seed,
+                                    flip)
+        print(f"streaming {len(files)} shard files; the frozen backbone runs on every step")
+    else:
+        images_all = image_inputs(model, labelled.products, Path(cache_dir) if cache_dir else out_dir / "cache")
+        index = {id(p): i for i, p in enumerate(labelled.products)}
+        images = {name: np.asarray(images_all[np.array([index[id(p)] for p in part.products])])
+                  for name, part in splits.items()}
+        network_of = _trainable_network
+
+        def batches(name: str, size: int, shuffle: bool = False, flip: bool = False) -> tf.data.Dataset:
+            return training_batches(images[name], tokens[name], np.asarray(splits[name].labels), size, shuffle,
+                                    train_config.seed, flip)
     feature_seconds = time.perf_counter() - feature_start
-    index = {id(p): i for i, p in enumerate(labelled.products)}
-    data = {}
-    for name, part in splits.items():
-        rows = np.array([index[id(p)] for p in part.products])
-        data[name] = (np.asarray(images_all[rows]), tokenizer.encode_batch(p.title for p in part.products),
-                      np.asarray(part.labels))
+    example = next(iter(batches("val", 1)))[0]
 
     chief = is_chief(strategy)
     global_batch = train_config.batch_size * strategy.num_replicas_in_sync
@@ -214,14 +261,14 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
               f"{global_batch}" + ("" if chief else "; this worker is not the chief and writes no model"))
     huse_loss = HuseLoss(distances, loss_weights)
     with strategy.scope():  # the cached features above and the evaluation below use the plain `model`
-        network = model.trainable
+        network = network_of(model)
         if train_config.strategy != "none":  # the same network, its variables created under the strategy
-            network = build_huse(config, backbone_weights).trainable
-            network.set_weights(model.trainable.get_weights())
+            network = network_of(build_huse(config, backbone_weights))
+            network.set_weights(network_of(model).get_weights())
         trainer = HuseTrainer(network, huse_loss)
         trainer.compile(optimizer=keras.optimizers.Adam(
-            _learning_rate(train_config, len(data["train"][2]), global_batch)))
-        trainer([data["train"][0][:1].astype(np.float32), data["train"][1][:1]])  # built, so a backup can restore
+            _learning_rate(train_config, len(splits["train"].products), global_batch)))
+        trainer(example)  # built, so a backup can restore
     checkpoints = out_dir / "checkpoints"
     best = checkpoints / "best" / "weights"
     monitor = MONITOR
@@ -236,21 +283,20 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
         callbacks += [keras.callbacks.TensorBoard(str(out_dir / "logs")),
                       keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True)]
     fit_start = time.perf_counter()
-    history = trainer.fit(shard_by_data(training_batches(*data["train"], global_batch, True, train_config.seed,
-                                                         train_config.flip)),
-                          validation_data=shard_by_data(training_batches(*data["val"], 1024, False, 0)),
-                          epochs=train_config.epochs, callbacks=callbacks, verbose=2)
+    history = trainer.fit(batches("train", global_batch, True, train_config.flip),
+                          validation_data=batches("val", 1024), epochs=train_config.epochs, callbacks=callbacks,
+                          verbose=2)
     fit_seconds = time.perf_counter() - fit_start
     if not chief:
         print(f"worker done in {fit_seconds:.0f} s; the chief writes the model directory")
         return {}
-    HuseTrainer(model.trainable, huse_loss).load_weights(str(best)).expect_partial()
-    config = _tune_fusion(model, config, *data["val"])
+    HuseTrainer(network_of(model), huse_loss).load_weights(str(best)).expect_partial()
+    config = _tune_fusion(model, config, *predict_batches(network_of(model), batches("val", 512)))
 
-    metrics = evaluate_outputs(predict_outputs(model.trainable, *data["test"][:2]), data["test"][2], hierarchy)
+    metrics = evaluate_outputs(*predict_batches(network_of(model), batches("test", 512)), hierarchy)
     metrics.update({
         "split": "test", "catalogue": str(catalogue_path),
-        "train_products_per_second": len(data["train"][2]) * len(history.history.get("loss", [])) / fit_seconds,
+        "train_products_per_second": len(splits["train"].products) * len(history.history.get("loss", [])) / fit_seconds,
         "feature_seconds": feature_seconds, "fit_seconds": fit_seconds,
         "total_seconds": time.perf_counter() - started,
     })
@@ -267,15 +313,23 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
     return metrics
 
 
-def _tune_fusion(model: HuseModel, config: HuseConfig, images: np.ndarray, tokens: np.ndarray,
+def _tune_fusion(model: HuseModel, config: HuseConfig, outputs: dict[str, np.ndarray],
                  labels: np.ndarray) -> HuseConfig:
     """Sets the late-fusion image weight chosen on the validation split in both networks and the config."""
-    outputs = predict_outputs(model.trainable, images, tokens)
     weight = best_fusion_weight(outputs["image_logits"], outputs["text_logits"], labels)
     for network in (model.trainable, model.inference):
         network.get_layer("fused").image_weight = weight
     print(f"late fusion: image weight {weight:.2f} (best fused top-1 on the validation split)")
     return replace(config, fusion_image_weight=weight)
+
+
+def _trainable_network(model: HuseModel) -> keras.Model:
+    return model.trainable
+
+
+def _pixel_network(model: HuseModel) -> keras.Model:
+    """Pixels -> outputs, the frozen backbone part included (its layers are not trainable)."""
+    return model.inference
 
 
 def overrides_for(**kwargs) -> dict:

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from conftest import CATALOGUE, read_rows, write_catalogue
 from huse_edge.cli import main
-from huse_edge.index import ProductIndex
+from huse_edge.index import IndexFileError, ProductIndex
 from huse_edge.search import benchmark_search, evaluate_index
 
 pytestmark = pytest.mark.slow
@@ -134,3 +134,26 @@ def test_broken_or_foreign_index_is_refused(slice_index, tmp_path, int8_bundle):
     index.save(foreign)
     result = CliRunner().invoke(main, ["search", str(foreign), "--text", "shirt"])
     assert result.exit_code == 2 and "another model" in result.output
+
+
+def test_parallel_index_parts_read_as_one_index(int8_bundle, slice_catalogue, slice_index, tmp_path):
+    """`--workers 2` embeds the catalogue in two processes into two part files; the directory loads as one index
+    with the same rows as the single-file index, and searches the same."""
+    parts = tmp_path / "parts"
+    result = CliRunner().invoke(main, ["index", str(int8_bundle[0]), str(slice_catalogue), "--out", str(parts),
+                                       "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in parts.iterdir()) == ["part-00000-of-00002.hidx", "part-00001-of-00002.hidx"]
+    sizes = [len(ProductIndex.load(p)) for p in sorted(parts.iterdir())]
+    assert min(sizes) > 0
+    whole, single = ProductIndex.load(parts), ProductIndex.load(slice_index)
+    assert len(whole) == len(single) == sum(sizes)
+    order = single.rows(p.id for p in whole.products)
+    for modality in ("image", "text", "fused"):
+        np.testing.assert_allclose(whole.embeddings[modality], single.embeddings[modality][order], atol=1e-6)
+    query = single.embeddings["text"][:5]  # the same ranking scores (near-identical products may swap places)
+    np.testing.assert_allclose(whole.nearest(query, "image", 5)[0], single.nearest(query, "image", 5)[0], atol=1e-6)
+    # a missing part is an error, not a silently smaller index
+    (parts / "part-00001-of-00002.hidx").unlink()
+    with pytest.raises(IndexFileError, match="part-00001-of-00002.hidx"):
+        ProductIndex.load(parts)

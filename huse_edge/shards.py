@@ -1,0 +1,134 @@
+"""Sharded catalogues: TFRecord files that stream a catalogue too large for memory, and split it between workers.
+
+Format (version 1) - a directory written by `huse-edge data shard CATALOGUE --out DIR`:
+- `shards.json`: {"format": "huse-edge-shards", "version": 1, "source", "products", "category_depth",
+  "files": [{"name", "products", "sha256"}]}.
+- `products-00000-of-00008.tfrecord`, ...: one `tf.train.Example` per product with the bytes features `id`,
+  `title` (UTF-8), `category` (the path, top level first, one value per level), `image` (the photo file's bytes,
+  exactly as in the catalogue: the model input size is a training choice, not the data's) and `image_name` (its
+  path in the source catalogue, for reports).
+Rows are validated as for any catalogue (bad rows are reported and left out) and dealt round-robin to the files
+in catalogue order, so every file holds each split and class in proportion; the split is still decided by
+`sha1(id)`. Under `--strategy multi-worker`, tf.data gives each worker its own files (at least one per worker).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from huse_edge._tf import tf
+from huse_edge.atomic import atomic_path
+from huse_edge.catalogue import Catalogue, CatalogueError, Columns, Product, read_catalogue
+from huse_edge.transform import load_rgb, preprocess
+
+MANIFEST = "shards.json"
+FORMAT = "huse-edge-shards"
+VERSION = 1
+_METADATA = {"id": tf.io.FixedLenFeature([], tf.string), "title": tf.io.FixedLenFeature([], tf.string),
+             "category": tf.io.VarLenFeature(tf.string), "image_name": tf.io.FixedLenFeature([], tf.string)}
+_IMAGE = {"id": tf.io.FixedLenFeature([], tf.string), "image": tf.io.FixedLenFeature([], tf.string)}
+
+
+def is_shard_dir(path: str | Path) -> bool:
+    return (Path(path) / MANIFEST).is_file()
+
+
+def _bytes(*values: bytes) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
+
+
+def write_shards(catalogue_path: str | Path, out_dir: str | Path, num_files: int, columns: Columns = Columns(),
+                 strict: bool = False) -> tuple[dict, Catalogue]:
+    """Validates the catalogue and writes it as `num_files` TFRecord files; the directory appears complete or not
+    at all. Returns the manifest and the catalogue read (for its row reports)."""
+    if num_files < 1:
+        raise ValueError("the number of shard files must be at least 1")
+    catalogue = read_catalogue(catalogue_path, columns, strict=strict)
+    names = [f"products-{i:05d}-of-{num_files:05d}.tfrecord" for i in range(num_files)]
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        writers = [tf.io.TFRecordWriter(str(tmp / name)) for name in names]
+        root = Path(catalogue_path).parent.resolve()
+        for n, product in enumerate(catalogue.products):
+            example = tf.train.Example(features=tf.train.Features(feature={
+                "id": _bytes(product.id.encode()), "title": _bytes(product.title.encode()),
+                "category": _bytes(*(level.encode() for level in product.path)),
+                "image": _bytes(product.image.read_bytes()),
+                "image_name": _bytes(str(product.image.relative_to(root)).encode())}))
+            writers[n % num_files].write(example.SerializeToString())
+        for writer in writers:
+            writer.close()
+        manifest = {
+            "format": FORMAT, "version": VERSION, "source": str(catalogue_path), "products": len(catalogue.products),
+            "category_depth": len(catalogue.products[0].path),
+            "files": [{"name": name, "products": len(catalogue.products[i::num_files]),
+                       "sha256": hashlib.sha256((tmp / name).read_bytes()).hexdigest()}
+                      for i, name in enumerate(names)],
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest, catalogue
+
+
+def _manifest(directory: Path) -> dict:
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise CatalogueError(f"{directory / MANIFEST}: unreadable shard manifest ({error})") from None
+    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+        raise CatalogueError(f"{directory / MANIFEST}: not a {FORMAT} v{VERSION} manifest")
+    return manifest
+
+
+def shard_files(directory: str | Path) -> list[str]:
+    directory = Path(directory)
+    files = [directory / entry["name"] for entry in _manifest(directory)["files"]]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise CatalogueError(f"{directory}: shard file(s) missing: {', '.join(missing)}")
+    return [str(f) for f in files]
+
+
+def read_shard_catalogue(directory: str | Path) -> Catalogue:
+    """The products of a shard directory without their photos (a metadata pass over every file).
+    `Product.image` is the photo's path in the source catalogue, `Product.row` its position in the shards."""
+    directory = Path(directory)
+    products = []
+    def parse(record):
+        example = tf.io.parse_single_example(record, _METADATA)
+        return {**example, "category": tf.sparse.to_dense(example["category"])}
+
+    records = tf.data.TFRecordDataset(shard_files(directory)).map(parse)
+    for row, example in enumerate(records.as_numpy_iterator()):
+        category = tuple(v.decode() for v in example["category"])
+        products.append(Product(example["id"].decode(), example["title"].decode(),
+                                Path(example["image_name"].decode()), category, row))
+    if not products:
+        raise CatalogueError(f"{directory}: the shards hold no products")
+    return Catalogue(directory, products)
+
+
+def _decode(data: bytes, height: int, width: int) -> np.ndarray:
+    """The same decode and resize as for a photo file (see `transform`)."""
+    return preprocess(load_rgb(io.BytesIO(data)), height, width)
+
+
+def stream_images(files: list[str], height: int, width: int, shuffle_files: bool = False,
+                  seed: int = 0) -> tf.data.Dataset:
+    """(id, uint8 pixels) per product, read file after file; tf.data shards the files between workers."""
+    files_dataset = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle_files:
+        files_dataset = files_dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+
+    def parse(record):
+        example = tf.io.parse_single_example(record, _IMAGE)
+        pixels = tf.numpy_function(lambda data: _decode(data, height, width), [example["image"]], tf.uint8,
+                                   stateful=False)
+        return example["id"], tf.ensure_shape(pixels, (height, width, 3))
+
+    return (files_dataset.interleave(tf.data.TFRecordDataset, cycle_length=1)
+            .map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
