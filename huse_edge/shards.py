@@ -3,10 +3,12 @@
 Format (version 1) - a directory written by `huse-edge data shard CATALOGUE --out DIR`:
 - `shards.json`: {"format": "huse-edge-shards", "version": 1, "source", "products", "category_depth",
   "files": [{"name", "products", "sha256"}]}.
+- `products.jsonl`: one line per product, `{"id", "title", "category", "image_name"}`, so that labels and the
+  vocabulary are built without reading a single photo.
 - `products-00000-of-00008.tfrecord`, ...: one `tf.train.Example` per product with the bytes features `id`,
   `title` (UTF-8), `category` (the path, top level first, one value per level), `image` (the photo file's bytes,
   exactly as in the catalogue: the model input size is a training choice, not the data's) and `image_name` (its
-  path in the source catalogue, for reports).
+  path in the source catalogue). Training reads only `id` and `image`; the rest keeps each file self-describing.
 Rows are validated as for any catalogue (bad rows are reported and left out) and dealt round-robin to the files
 in catalogue order, so every file holds each split and class in proportion; the split is still decided by
 `sha1(id)`. Under `--strategy multi-worker`, tf.data gives each worker its own files (at least one per worker).
@@ -27,10 +29,9 @@ from huse_edge.catalogue import Catalogue, CatalogueError, Columns, Product, rea
 from huse_edge.transform import load_rgb, preprocess
 
 MANIFEST = "shards.json"
+METADATA = "products.jsonl"
 FORMAT = "huse-edge-shards"
 VERSION = 1
-_METADATA = {"id": tf.io.FixedLenFeature([], tf.string), "title": tf.io.FixedLenFeature([], tf.string),
-             "category": tf.io.VarLenFeature(tf.string), "image_name": tf.io.FixedLenFeature([], tf.string)}
 _IMAGE = {"id": tf.io.FixedLenFeature([], tf.string), "image": tf.io.FixedLenFeature([], tf.string)}
 
 
@@ -63,6 +64,11 @@ def write_shards(catalogue_path: str | Path, out_dir: str | Path, num_files: int
             writers[n % num_files].write(example.SerializeToString())
         for writer in writers:
             writer.close()
+        with (tmp / METADATA).open("w", encoding="utf-8") as stream:
+            for product in catalogue.products:
+                stream.write(json.dumps({"id": product.id, "title": product.title, "category": list(product.path),
+                                         "image_name": str(product.image.relative_to(root))},
+                                        ensure_ascii=False) + "\n")
         manifest = {
             "format": FORMAT, "version": VERSION, "source": str(catalogue_path), "products": len(catalogue.products),
             "category_depth": len(catalogue.products[0].path),
@@ -94,19 +100,20 @@ def shard_files(directory: str | Path) -> list[str]:
 
 
 def read_shard_catalogue(directory: str | Path) -> Catalogue:
-    """The products of a shard directory without their photos (a metadata pass over every file).
-    `Product.image` is the photo's path in the source catalogue, `Product.row` its position in the shards."""
+    """The products of a shard directory, from its metadata file (no photo is read). `Product.image` is the
+    photo's path in the source catalogue, `Product.row` the line in `products.jsonl`."""
     directory = Path(directory)
+    shard_files(directory)
     products = []
-    def parse(record):
-        example = tf.io.parse_single_example(record, _METADATA)
-        return {**example, "category": tf.sparse.to_dense(example["category"])}
-
-    records = tf.data.TFRecordDataset(shard_files(directory)).map(parse)
-    for row, example in enumerate(records.as_numpy_iterator()):
-        category = tuple(v.decode() for v in example["category"])
-        products.append(Product(example["id"].decode(), example["title"].decode(),
-                                Path(example["image_name"].decode()), category, row))
+    try:
+        with (directory / METADATA).open(encoding="utf-8") as stream:
+            for row, line in enumerate(stream, start=1):
+                record = json.loads(line)
+                products.append(Product(record["id"], record["title"], Path(record["image_name"]),
+                                        tuple(record["category"]), row))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CatalogueError(f"{directory / METADATA}: unreadable product metadata "
+                             f"(line {len(products) + 1}: {type(error).__name__}: {error})") from None
     if not products:
         raise CatalogueError(f"{directory}: the shards hold no products")
     return Catalogue(directory, products)
