@@ -11,7 +11,8 @@ Format (version 1) - a directory written by `huse-edge data shard CATALOGUE --ou
   path in the source catalogue). Training reads only `id` and `image`; the rest keeps each file self-describing.
 Rows are validated as for any catalogue (bad rows are reported and left out) and dealt round-robin to the files
 in catalogue order, so every file holds each split and class in proportion; the split is still decided by
-`sha1(id)`. Under `--strategy multi-worker`, tf.data gives each worker its own files (at least one per worker).
+`sha1(id)`. Under `--strategy multi-worker` every worker reads the files and keeps its part of each global batch
+(see `distribute.shard_by_data`).
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def _decode(data: bytes, height: int, width: int) -> np.ndarray:
 
 def stream_images(files: list[str], height: int, width: int, shuffle_files: bool = False,
                   seed: int = 0) -> tf.data.Dataset:
-    """(id, uint8 pixels) per product, read file after file; tf.data shards the files between workers."""
+    """(id, uint8 pixels) per product, read file after file (in a shuffled file order when asked)."""
     files_dataset = tf.data.Dataset.from_tensor_slices(files)
     if shuffle_files:
         files_dataset = files_dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)

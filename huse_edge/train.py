@@ -92,7 +92,7 @@ def training_batches(images: np.ndarray, tokens: np.ndarray, labels: np.ndarray,
     data = tf.data.Dataset.from_tensor_slices(((images, tokens), labels.astype(np.int32)))
     if shuffle:
         data = data.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    return shard_by_data(_batched(data, batch_size, seed, flip))
+    return _batched(data, batch_size, seed, flip)
 
 
 def streamed_batches(files: list[str], part: LabelledCatalogue, tokens: np.ndarray, config: HuseConfig,
@@ -125,7 +125,8 @@ def _batched(data: tf.data.Dataset, batch_size: int, seed: int, flip: bool) -> t
             image = tf.where(mirrored[:, None, None, None], tf.reverse(image, axis=[2]), image)
         return (image, ids), label
 
-    return data.batch(batch_size).map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return shard_by_data(data.batch(batch_size).map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+                         .prefetch(tf.data.AUTOTUNE))
 
 
 def _learning_rate(train_config: TrainConfig, train_size: int, global_batch: int):

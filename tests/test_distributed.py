@@ -11,6 +11,7 @@ losses within 1e-4 relative, and each top-1 within one test product (a near-tie 
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import socket
@@ -27,7 +28,8 @@ from huse_edge.train import TrainConfig, train
 overrides = {"trainable_blocks": 1, "embedding_dim": 64, "image_hidden": 128, "text_hidden": 128,
              "text_filters": 64, "token_dim": 32, "dropout": 0.0}
 train(sys.argv[1], sys.argv[2], overrides,
-      TrainConfig(epochs=3, batch_size=int(sys.argv[4]), patience=3, min_class_size=5, strategy=sys.argv[5]),
+      TrainConfig(epochs=int(sys.argv[6]), batch_size=int(sys.argv[4]), patience=3, min_class_size=5,
+                  strategy=sys.argv[5]),
       cache_dir=sys.argv[3])
 """
 GLOBAL_BATCH = 32
@@ -43,8 +45,10 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def start(catalogue: Path, out: Path, cache: Path, batch: int, strategy: str, env: dict | None = None):
-    return subprocess.Popen([sys.executable, "-c", TRAIN, str(catalogue), str(out), str(cache), str(batch), strategy],
+def start(catalogue: Path, out: Path, cache: Path, batch: int, strategy: str, env: dict | None = None,
+          epochs: int = 3):
+    return subprocess.Popen([sys.executable, "-c", TRAIN, str(catalogue), str(out), str(cache), str(batch), strategy,
+                             str(epochs)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **(env or {})})
 
@@ -55,21 +59,25 @@ def finish(process: subprocess.Popen) -> str:
     return output
 
 
-@pytest.fixture(scope="module")
-def runs(slice_catalogue, tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("distributed")
+def single_and_two_workers(catalogue: Path, root: Path, epochs: int = 3) -> dict[str, Path]:
+    """A single-process run at the global batch, then two workers at half of it; their output directories."""
     cache = root / "cache"
     single = root / "single"
-    finish(start(slice_catalogue, single, cache, GLOBAL_BATCH, "none"))  # also fills the feature cache
+    finish(start(catalogue, single, cache, GLOBAL_BATCH, "none", epochs=epochs))  # also fills the feature cache
     cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
     chief, other = root / "chief", root / "worker1"
-    workers = [start(slice_catalogue, out, cache, GLOBAL_BATCH // 2, "multi-worker",
-                     {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})})
-               for index, out in enumerate((chief, other))]
+    workers = [start(catalogue, out, cache, GLOBAL_BATCH // 2, "multi-worker",
+                     {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})},
+                     epochs) for index, out in enumerate((chief, other))]
     outputs = [finish(w) for w in workers]
     assert "2 replicas in sync, global batch 32" in outputs[0], outputs[0][-3000:]
     assert "not the chief" in outputs[1], outputs[1][-3000:]
     return {"single": single, "chief": chief, "worker1": other}
+
+
+@pytest.fixture(scope="module")
+def runs(slice_catalogue, tmp_path_factory) -> dict[str, Path]:
+    return single_and_two_workers(slice_catalogue, tmp_path_factory.mktemp("distributed"))
 
 
 def test_only_the_chief_writes_a_model(runs):
@@ -97,17 +105,31 @@ def test_chief_model_matches_a_single_process_run(runs, slice_catalogue):
         assert np.abs(a[key] - b[key]).max() <= 1e-4, key
 
 
-def test_losses_are_logged_for_the_global_batch(runs):
-    """Per-epoch losses of the two runs agree: what is logged is the global batch's loss, not a replica's share
-    of it (about half)."""
-    import csv
+def history(path: Path) -> list[dict]:
+    with (path / "history.csv").open() as stream:
+        return list(csv.DictReader(stream))
 
-    def history(path):
-        with (path / "history.csv").open() as stream:
-            return list(csv.DictReader(stream))
 
+def assert_same_losses(runs: dict[str, Path], epochs: int) -> None:
     single, distributed = history(runs["single"]), history(runs["chief"])
-    assert len(single) == len(distributed) == 3
+    assert len(single) == len(distributed) == epochs
     for a, b in zip(single, distributed):
         for key in ("class_loss", "graph_loss", "gap_loss", "val_graph_loss"):
             assert float(b[key]) == pytest.approx(float(a[key]), rel=1e-4), (key, a[key], b[key])
+
+
+def test_losses_are_logged_for_the_global_batch(runs):
+    """Per-epoch losses of the two runs agree: what is logged is the global batch's loss, not a replica's share
+    of it (about half)."""
+    assert_same_losses(runs, 3)
+
+
+def test_two_workers_stream_a_sharded_catalogue(slice_catalogue, tmp_path):
+    """The same on TFRecord shards: both workers stream the photos and keep their part of every global batch."""
+    from huse_edge.shards import write_shards
+
+    shards = tmp_path / "shards"
+    write_shards(slice_catalogue, shards, 2)
+    streamed = single_and_two_workers(shards, tmp_path, epochs=2)
+    assert_same_losses(streamed, 2)
+    assert not (tmp_path / "cache").exists()  # streamed: no feature cache was made
