@@ -9,10 +9,10 @@ the number of replicas in sync, and the learning-rate schedule counts global ste
 
 from __future__ import annotations
 
-import json
 import os
 
 from huse_edge._tf import tf
+from huse_edge.errors import ClusterConfigError
 
 STRATEGIES = ("none", "mirrored", "multi-worker")
 
@@ -24,7 +24,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         return tf.distribute.MirroredStrategy()
     if name == "multi-worker":
         if not os.environ.get("TF_CONFIG"):
-            raise ValueError("--strategy multi-worker needs the cluster in TF_CONFIG: {\"cluster\": {\"worker\": "
+            raise ClusterConfigError("--strategy multi-worker needs the cluster in TF_CONFIG: {\"cluster\": {\"worker\": "
                              "[\"host1:port\", \"host2:port\"]}, \"task\": {\"type\": \"worker\", \"index\": 0}}")
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
@@ -32,13 +32,11 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """True outside a cluster, for the `chief` task, and for worker 0 of a cluster that has no chief task."""
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or resolver.task_type in (None, "chief"):
         return True
-    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    task = config.get("task") or {}
-    if task.get("type") == "chief":
-        return True
-    return task.get("type") == "worker" and int(task.get("index", 0)) == 0 and "chief" not in config.get("cluster", {})
+    return resolver.task_type == "worker" and resolver.task_id == 0 and \
+        "chief" not in resolver.cluster_spec().as_dict()
 
 
 def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:

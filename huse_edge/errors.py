@@ -14,6 +14,11 @@ class ModelDirError(ValueError):
     """A model directory that is incomplete or inconsistent."""
 
 
+class ClusterConfigError(ValueError):
+    """A distributed run without a usable cluster description (TF_CONFIG)."""
+
+
 USER_ERRORS: tuple[type[Exception], ...] = (CatalogueError, TokenizerError, CheckpointError, ImageError,
                                             BundleError, ModelDirError, BackendUnavailable, InputError,
-                                            IndexFileError, AnnUnavailable, FileNotFoundError)
+                                            IndexFileError, AnnUnavailable, ClusterConfigError,
+                                            FileNotFoundError)

@@ -133,3 +133,16 @@ def test_two_workers_stream_a_sharded_catalogue(slice_catalogue, tmp_path):
     streamed = single_and_two_workers(shards, tmp_path, epochs=2)
     assert_same_losses(streamed, 2)
     assert not (tmp_path / "cache").exists()  # streamed: no feature cache was made
+
+
+def test_multi_worker_without_a_cluster_is_a_clear_error(slice_catalogue, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from huse_edge.cli import main
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    result = CliRunner().invoke(main, ["train", str(slice_catalogue), "--out", str(tmp_path / "m"),
+                                       "--strategy", "multi-worker"])
+    assert result.exit_code == 2, result.output
+    assert "needs the cluster in TF_CONFIG" in result.output
+    assert not (tmp_path / "m").exists()
