@@ -73,6 +73,13 @@ class Catalogue:
     def split(self, name: str) -> list[Product]:
         return [p for p in self.products if p.split == name]
 
+    def report_lines(self, limit: int = 20) -> list[str]:
+        """The first `limit` row reports, indented, and how many more there are."""
+        lines = [f"  {issue}" for issue in self.issues[:limit]]
+        if len(self.issues) > limit:
+            lines.append(f"  ... {len(self.issues) - limit} more row reports")
+        return lines
+
     def summary(self) -> str:
         skipped = sum(i.skipped for i in self.issues)
         return (f"{self.source}: {len(self.products)} products read, {skipped} rows skipped, "

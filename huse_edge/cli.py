@@ -266,7 +266,8 @@ def classify(bundle, image, title, top_k, variant, backend, as_json):
 @click.option("--rebuild", is_flag=True, help="Re-embed every product instead of updating an existing index.")
 @click.option("--ann", is_flag=True, help="Also store HNSW graphs (FAISS) for approximate search.")
 @click.option("--shard", help="I/N: index only part I of N (0-based) into OUT/part-I-of-N.hidx (one machine's share).")
-@click.option("--workers", type=int, help="Index in N local processes, into OUT/ as N parts.")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Index in N local processes, into OUT/ as N parts.")
 @click.option("--category-columns", help="Comma-separated category columns, top level first.")
 @click.option("--strict", is_flag=True, help="Stop at the first bad catalogue row instead of skipping it.")
 @_user_errors
@@ -281,12 +282,15 @@ def index(bundle, catalogue, out, variant, backend, rebuild, ann, shard, workers
     if shard or workers:
         if shard and workers:
             raise click.UsageError("use --shard I/N (one part here) or --workers N (every part, locally), not both")
-        parts = [_shard(shard)] if shard else [(i, workers) for i in range(workers)]
+        part = _shard(shard) if shard else None
         out.mkdir(parents=True, exist_ok=True)
-        with concurrent.futures.ProcessPoolExecutor(len(parts), mp_context=multiprocessing.get_context("spawn")) \
-                as pool:
-            jobs = [pool.submit(write_index_part, bundle, catalogue, out, i, n, columns, variant, backend, rebuild,
-                                ann, strict) for i, n in parts]
+        options = (columns, variant, backend, rebuild, ann, strict)
+        if part:  # this machine's part, in this process
+            click.echo(write_index_part(bundle, catalogue, out, *part, *options))
+            return
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            jobs = [pool.submit(write_index_part, bundle, catalogue, out, i, workers, *options)
+                    for i in range(workers)]
             for job in jobs:
                 click.echo(job.result())
         return
@@ -456,8 +460,8 @@ def import_fashion_command(source, out):
 @data.command("shard")
 @click.argument("catalogue", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Directory of TFRecord shards.")
-@click.option("--files", "num_files", type=int, default=16, show_default=True,
-              help="Number of shard files (at least one per training worker).")
+@click.option("--files", "num_files", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Number of shard files.")
 @click.option("--category-columns", help="Comma-separated category columns, top level first.")
 @click.option("--strict", is_flag=True, help="Stop at the first bad catalogue row instead of skipping it.")
 @_user_errors
@@ -466,7 +470,7 @@ def shard_command(catalogue, out, num_files, category_columns, strict):
     from huse_edge.shards import write_shards
 
     manifest, read = write_shards(catalogue, out, num_files, _columns(category_columns), strict)
-    for issue in read.issues[:20]:
-        click.echo(f"  {issue}")
+    for line in read.report_lines():
+        click.echo(line)
     click.echo(f"{manifest['products']} products in {len(manifest['files'])} files under {out} "
                f"({sum(i.skipped for i in read.issues)} rows left out)")

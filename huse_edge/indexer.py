@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-
-from pathlib import Path
 
 from huse_edge.bundle import Bundle, sha256_of
 from huse_edge.catalogue import Columns, Product, read_catalogue

@@ -17,7 +17,6 @@ in catalogue order, so every file holds each split and class in proportion; the 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 
 from huse_edge._tf import tf
 from huse_edge.atomic import atomic_path
+from huse_edge.bundle import sha256_of
 from huse_edge.catalogue import Catalogue, CatalogueError, Columns, Product, read_catalogue
 from huse_edge.transform import load_rgb, preprocess
 
@@ -73,9 +73,8 @@ def write_shards(catalogue_path: str | Path, out_dir: str | Path, num_files: int
         manifest = {
             "format": FORMAT, "version": VERSION, "source": str(catalogue_path), "products": len(catalogue.products),
             "category_depth": len(catalogue.products[0].path),
-            "files": [{"name": name, "products": len(catalogue.products[i::num_files]),
-                       "sha256": hashlib.sha256((tmp / name).read_bytes()).hexdigest()}
-                      for i, name in enumerate(names)],
+            "files": [{"name": name, "products": len(range(i, len(catalogue.products), num_files)),
+                       "sha256": sha256_of(tmp / name)} for i, name in enumerate(names)],
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest, catalogue

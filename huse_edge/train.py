@@ -164,35 +164,38 @@ def image_inputs(model: HuseModel, products, cache_dir: Path) -> np.ndarray:
 
 def predict_outputs(network: keras.Model, images: np.ndarray, tokens: np.ndarray,
                     batch_size: int = 512) -> dict[str, np.ndarray]:
-    outputs: dict[str, list] = {k: [] for k in OUTPUTS}
-    for start in range(0, len(tokens), batch_size):
-        batch = as_output_dict(network([np.asarray(images[start: start + batch_size], dtype=np.float32),
-                                        tokens[start: start + batch_size]], training=False))
-        for key in OUTPUTS:
-            outputs[key].append(batch[key].numpy())
-    return {k: np.concatenate(v) for k, v in outputs.items()}
+    return _collect_outputs(network, ([np.asarray(images[start: start + batch_size], dtype=np.float32),
+                                       tokens[start: start + batch_size]]
+                                      for start in range(0, len(tokens), batch_size)))
 
 
 def predict_batches(network: keras.Model, batches: tf.data.Dataset) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Outputs and labels over a dataset of ((images, tokens), labels) batches."""
-    outputs: dict[str, list] = {k: [] for k in OUTPUTS}
     labels = []
-    for inputs, batch_labels in batches:
-        batch = as_output_dict(network(inputs, training=False))
+
+    def inputs():
+        for batch_inputs, batch_labels in batches:
+            labels.append(batch_labels.numpy())
+            yield batch_inputs
+
+    return _collect_outputs(network, inputs()), np.concatenate(labels)
+
+
+def _collect_outputs(network: keras.Model, inputs) -> dict[str, np.ndarray]:
+    outputs: dict[str, list] = {k: [] for k in OUTPUTS}
+    for batch_inputs in inputs:
+        batch = as_output_dict(network(batch_inputs, training=False))
         for key in OUTPUTS:
             outputs[key].append(batch[key].numpy())
-        labels.append(batch_labels.numpy())
-    return {k: np.concatenate(v) for k, v in outputs.items()}, np.concatenate(labels)
+    return {k: np.concatenate(v) for k, v in outputs.items()}
 
 
 def load_labelled(catalogue_path, columns: Columns, train_config: TrainConfig, strict: bool,
                   hierarchy=None) -> tuple[Catalogue, LabelledCatalogue]:
     catalogue = read_shard_catalogue(catalogue_path) if is_shard_dir(catalogue_path) else \
         read_catalogue(catalogue_path, columns, strict=strict)
-    for issue in catalogue.issues[:20]:
-        print(f"  {issue}")
-    if len(catalogue.issues) > 20:
-        print(f"  ... {len(catalogue.issues) - 20} more row reports")
+    for line in catalogue.report_lines():
+        print(line)
     print(catalogue.summary())
     labelled = label(catalogue, train_config.class_level, train_config.min_class_size, hierarchy)
     if labelled.dropped_classes:

@@ -153,6 +153,12 @@ def test_parallel_index_parts_read_as_one_index(int8_bundle, slice_catalogue, sl
         np.testing.assert_allclose(whole.embeddings[modality], single.embeddings[modality][order], atol=1e-6)
     query = single.embeddings["text"][:5]  # the same ranking scores (near-identical products may swap places)
     np.testing.assert_allclose(whole.nearest(query, "image", 5)[0], single.nearest(query, "image", 5)[0], atol=1e-6)
+    # one machine's part, run again: an up-to-date part re-embeds nothing
+    result = CliRunner().invoke(main, ["index", str(int8_bundle[0]), str(slice_catalogue), "--out", str(parts),
+                                       "--shard", "1/2"])
+    assert result.exit_code == 0, result.output
+    assert f"part-00001-of-00002.hidx: {sizes[1]} products; index: {sizes[1]} products kept, 0 embedded" \
+        in result.output
     # a missing part is an error, not a silently smaller index
     (parts / "part-00001-of-00002.hidx").unlink()
     with pytest.raises(IndexFileError, match="part-00001-of-00002.hidx"):
