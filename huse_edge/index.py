@@ -216,7 +216,6 @@ class ProductIndex:
                                   f"({len(products)}, {header['dim']})")
         return cls(products, embeddings, header["bundle"], float(header["fusion_image_weight"]), ann)
 
-
     @classmethod
     def merged(cls, parts: Sequence["ProductIndex"], source: Path) -> "ProductIndex":
         """The parts' rows in part order; HNSW graphs are per part and are rebuilt for the whole when needed."""
