@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from converters.metadata import LABELS_FILE, VOCAB_FILE, ModelDescription, with_metadata
 from converters.qat import calibrate_ranges, quantize_aware
 from converters.tflite import SIGNATURES, convert, representative_dataset
 from huse_edge import __version__
@@ -26,6 +27,7 @@ from huse_edge.loss import HuseLoss, LossWeights
 from huse_edge.model_dir import ModelDir
 from huse_edge.runtime import HuseRuntime, RuntimeOptions
 from huse_edge.train import HuseTrainer, predict_outputs
+from huse_edge.tokenizer import __doc__ as TOKENIZER_SPEC
 from huse_edge.transform import __doc__ as TRANSFORM_SPEC
 
 
@@ -98,7 +100,7 @@ def export_bundle(model_dir_path: str | Path, out: str | Path, variants: list[st
                 "fused_top1": _fused_top1(probabilities, parity_labels),
                 "agreement_with_float": float(np.mean(np.argmax(probabilities, 1)
                                                       == np.argmax(reference["fused_probabilities"], 1))),
-                "size_bytes": len(models[variant]["all"]),
+                "size_bytes": bundle.model_file(variant).stat().st_size,
             }
             print(f"export: {variant}: fused top-1 {parity[variant]['fused_top1']:.4f} "
                   f"(Keras float {parity['keras_float_fused_top1']:.4f}), "
@@ -134,6 +136,20 @@ def signature_io(model_path: Path) -> dict:
     return io
 
 
+def _model_description(directory: Path, model_dir: ModelDir, variant: str) -> ModelDescription:
+    """What the TFLite metadata of every model file of `variant` says (see `converters.metadata`)."""
+    config = model_dir.model_config
+    return ModelDescription(
+        name=f"HUSE product embeddings and classifier ({variant})",
+        description=f"Hierarchical Universal Semantic Embeddings (arXiv 1911.05978) trained by huse-edge: image "
+                    f"and text towers into one embedding space and a shared classification layer over "
+                    f"{len(model_dir.hierarchy)} product classes.",
+        version=__version__, image_height=config.image_height, image_width=config.image_width,
+        embedding_dim=config.embedding_dim, num_classes=len(model_dir.hierarchy),
+        max_length=model_dir.tokenizer.spec.max_length, tokenizer_rules=TOKENIZER_SPEC.strip(),
+        labels=(directory / LABELS_FILE).read_bytes(), vocab=(directory / VOCAB_FILE).read_bytes())
+
+
 def _write_bundle(directory: Path, model_dir: ModelDir, models: dict[str, dict[str, bytes]]) -> None:
     directory.mkdir(parents=True)
     config = model_dir.model_config
@@ -146,9 +162,10 @@ def _write_bundle(directory: Path, model_dir: ModelDir, models: dict[str, dict[s
     variants = {}
     for variant, files in models.items():
         (directory / variant).mkdir()
-        (directory / f"huse_{variant}.tflite").write_bytes(files["all"])
+        about = _model_description(directory, model_dir, variant)
+        (directory / f"huse_{variant}.tflite").write_bytes(with_metadata(files["all"], about))
         for name in SIGNATURES:
-            (directory / variant / f"{name}.tflite").write_bytes(files[name])
+            (directory / variant / f"{name}.tflite").write_bytes(with_metadata(files[name], about))
         variants[variant] = {"model": f"huse_{variant}.tflite",
                              "signatures": {name: f"{variant}/{name}.tflite" for name in SIGNATURES},
                              "io": signature_io(directory / f"huse_{variant}.tflite")}
