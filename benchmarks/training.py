@@ -26,7 +26,7 @@ from huse_edge.hierarchy import cosine_distances
 from huse_edge.loss import HuseLoss, LossWeights
 from huse_edge.model import HuseConfig, build_huse
 from huse_edge.tokenizer import Tokenizer
-from huse_edge.train import HuseTrainer, training_batches
+from huse_edge.train import Augmentation, HuseTrainer, training_batches
 
 DEFAULT_CATALOGUE = Path("../shared/data/fashion-products/products.csv")
 
@@ -34,7 +34,7 @@ DEFAULT_CATALOGUE = Path("../shared/data/fashion-products/products.csv")
 def _epoch_rate(network, images: np.ndarray, tokens: np.ndarray, labels: np.ndarray, distances) -> float:
     trainer = HuseTrainer(network, HuseLoss(distances, LossWeights()))
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
-    data = training_batches(images, tokens, labels, 256, True, 0, flip=True)
+    data = training_batches(images, tokens, labels, 256, True, 0, Augmentation(flip=True))
     trainer.fit(data.take(1), verbose=0)  # build and trace
     start = time.perf_counter()
     trainer.fit(data, verbose=0)

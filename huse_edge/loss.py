@@ -31,14 +31,20 @@ class LossWeights:
     semantic: float = 1.0
     gap: float = 1.0
     threshold: float = 0.8
+    label_smoothing: float = 0.0  # of the class-level targets: (1 - e) on the label, e / K spread over all K
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def class_level_losses(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-    """Softmax cross-entropy per example."""
-    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+def class_level_losses(labels: tf.Tensor, logits: tf.Tensor, smoothing: float = 0.0) -> tf.Tensor:
+    """Softmax cross-entropy per example, against label-smoothed targets when `smoothing` > 0."""
+    if not smoothing:
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    classes = tf.shape(logits)[-1]
+    targets = tf.one_hot(labels, classes, dtype=logits.dtype) * (1.0 - smoothing) + smoothing / tf.cast(
+        classes, logits.dtype)
+    return tf.nn.softmax_cross_entropy_with_logits(labels=targets, logits=logits)
 
 
 def semantic_similarity_sum(rows: tf.Tensor, row_labels: tf.Tensor, columns: tf.Tensor, column_labels: tf.Tensor,
@@ -81,13 +87,14 @@ class HuseLoss:
         universal, universal_labels = tf.concat([image, text], 0), tf.concat([labels, labels], 0)
         count = tf.cast(tf.shape(labels)[0], tf.float32)
         context = replicas_in_sync()
+        smoothing = self.weights.label_smoothing
         others, other_labels = universal, universal_labels
         if context is not None:
             count = context.all_reduce("SUM", count)
             others, other_labels = context.all_gather(universal, 0), context.all_gather(universal_labels, 0)
         parts = {
-            "class_loss": 0.5 * tf.reduce_sum(class_level_losses(labels, outputs["image_logits"])
-                                              + class_level_losses(labels, outputs["text_logits"])) / count,
+            "class_loss": 0.5 * tf.reduce_sum(class_level_losses(labels, outputs["image_logits"], smoothing)
+                                              + class_level_losses(labels, outputs["text_logits"], smoothing)) / count,
             "graph_loss": semantic_similarity_sum(universal, universal_labels, others, other_labels,
                                                   self.class_distances, self.weights.threshold) / (2 * count) ** 2,
             "gap_loss": tf.reduce_sum(cross_modal_gaps(image, text)) / count,

@@ -25,7 +25,7 @@ from huse_edge.loss import COMPONENTS, HuseLoss, LossWeights, global_values
 from huse_edge.model import OUTPUTS, HuseConfig, HuseModel, as_output_dict, build_huse
 from huse_edge.model_dir import save_model_dir
 from huse_edge.shards import is_shard_dir, read_shard_catalogue, shard_files, stream_images
-from huse_edge.tokenizer import Tokenizer, TokenizerSpec
+from huse_edge.tokenizer import PAD_ID, UNK_ID, Tokenizer, TokenizerSpec
 
 MODALITIES = ("image", "text", "fused")
 MONITOR = "val_towers_accuracy"
@@ -42,7 +42,20 @@ class TrainConfig:
     min_class_size: int = 20
     schedule: str = "cosine"  # "cosine": decay to 0 over `epochs`; "constant"
     flip: bool = True  # random horizontal flip of the image input (pixels, or the cached feature map)
+    token_dropout: float = 0.0  # share of title tokens replaced by [UNK] in training batches
     strategy: str = "none"  # "mirrored" | "multi-worker" (see `distribute`)
+
+    @property
+    def augmentation(self) -> "Augmentation":
+        return Augmentation(self.flip, self.token_dropout)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """What training batches randomise (see `_batched`); the default randomises nothing."""
+
+    flip: bool = False
+    token_dropout: float = 0.0
 
 
 class HuseTrainer(keras.Model):
@@ -87,16 +100,17 @@ class HuseTrainer(keras.Model):
 
 
 def training_batches(images: np.ndarray, tokens: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool,
-                     seed: int, flip: bool = False) -> tf.data.Dataset:
+                     seed: int, augmentation: Augmentation = Augmentation()) -> tf.data.Dataset:
     """((float32 images or features, tokens), labels) batches from arrays in memory (see `_batched`)."""
     data = tf.data.Dataset.from_tensor_slices(((images, tokens), labels.astype(np.int32)))
     if shuffle:
         data = data.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    return _batched(data, batch_size, seed, flip)
+    return _batched(data, batch_size, seed, augmentation)
 
 
 def streamed_batches(files: list[str], part: LabelledCatalogue, tokens: np.ndarray, config: HuseConfig,
-                     batch_size: int, shuffle: bool, seed: int, flip: bool = False) -> tf.data.Dataset:
+                     batch_size: int, shuffle: bool, seed: int,
+                     augmentation: Augmentation = Augmentation()) -> tf.data.Dataset:
     """The same batches for one split of a sharded catalogue, streamed from its TFRecord files: photos decoded on
     the fly, tokens and labels looked up by product id (products of other splits or dropped classes are skipped).
     Shuffling mixes the file order and a window of products."""
@@ -108,21 +122,26 @@ def streamed_batches(files: list[str], part: LabelledCatalogue, tokens: np.ndarr
     if shuffle:
         data = data.shuffle(4096, seed=seed, reshuffle_each_iteration=True)
     data = data.map(lambda row, pixels: ((pixels, tf.gather(all_tokens, row)), tf.gather(all_labels, row)))
-    return _batched(data, batch_size, seed, flip)
+    return _batched(data, batch_size, seed, augmentation)
 
 
-def _batched(data: tf.data.Dataset, batch_size: int, seed: int, flip: bool) -> tf.data.Dataset:
-    """Batches of ((image, tokens), label) examples with float32 images; `flip` mirrors a random half of the
-    images. The coin flips come from a seeded stream zipped to the examples in order, not from a random op inside
-    the parallel map, whose draws would follow thread scheduling and make seeded runs differ."""
-    coins = tf.data.Dataset.random(seed=seed).map(lambda r: r % 2 == 1)
-    data = tf.data.Dataset.zip((data, coins))
+def _batched(data: tf.data.Dataset, batch_size: int, seed: int, augmentation: Augmentation) -> tf.data.Dataset:
+    """Batches of ((image, tokens), label) examples with float32 images. `augmentation.flip` mirrors a random half
+    of the images; `token_dropout` replaces that share of the real (non-padding) tokens by [UNK], which is what
+    an unseen word looks like at inference. The randomness comes from a seeded stream of draws zipped to the
+    examples in order (the token mask from a stateless generator keyed by the batch's first draw), not from a
+    random op inside the parallel map, whose draws would follow thread scheduling and make seeded runs differ."""
+    draws = tf.data.Dataset.random(seed=seed)
+    data = tf.data.Dataset.zip((data, draws))
 
-    def to_float(example, mirrored):
+    def to_float(example, draw):
         (image, ids), label = example
         image = tf.cast(image, tf.float32)
-        if flip and image.shape.rank == 4:
-            image = tf.where(mirrored[:, None, None, None], tf.reverse(image, axis=[2]), image)
+        if augmentation.flip and image.shape.rank == 4:
+            image = tf.where((draw % 2 == 1)[:, None, None, None], tf.reverse(image, axis=[2]), image)
+        if augmentation.token_dropout:
+            noise = tf.random.stateless_uniform(tf.shape(ids), tf.stack([draw[0], tf.constant(seed, tf.int64)]))
+            ids = tf.where((noise < augmentation.token_dropout) & (ids != PAD_ID), tf.constant(UNK_ID, ids.dtype), ids)
         return (image, ids), label
 
     return shard_by_data(data.batch(batch_size).map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
@@ -241,9 +260,10 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
         files = shard_files(catalogue_path)
         network_of = _pixel_network
 
-        def batches(name: str, size: int, shuffle: bool = False, flip: bool = False) -> tf.data.Dataset:
+        def batches(name: str, size: int, shuffle: bool = False,
+                    augmentation: Augmentation = Augmentation()) -> tf.data.Dataset:
             return streamed_batches(files, splits[name], tokens[name], config, size, shuffle, train_config.seed,
-                                    flip)
+                                    augmentation)
         print(f"streaming {len(files)} shard files; the frozen backbone runs on every step")
     else:
         images_all = image_inputs(model, labelled.products, Path(cache_dir) if cache_dir else out_dir / "cache")
@@ -252,9 +272,10 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
                   for name, part in splits.items()}
         network_of = _trainable_network
 
-        def batches(name: str, size: int, shuffle: bool = False, flip: bool = False) -> tf.data.Dataset:
+        def batches(name: str, size: int, shuffle: bool = False,
+                    augmentation: Augmentation = Augmentation()) -> tf.data.Dataset:
             return training_batches(images[name], tokens[name], np.asarray(splits[name].labels), size, shuffle,
-                                    train_config.seed, flip)
+                                    train_config.seed, augmentation)
     feature_seconds = time.perf_counter() - feature_start
     example = next(iter(batches("val", 1)))[0]
 
@@ -287,7 +308,7 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
         callbacks += [keras.callbacks.TensorBoard(str(out_dir / "logs")),
                       keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True)]
     fit_start = time.perf_counter()
-    history = trainer.fit(batches("train", global_batch, True, train_config.flip),
+    history = trainer.fit(batches("train", global_batch, True, train_config.augmentation),
                           validation_data=batches("val", 1024), epochs=train_config.epochs, callbacks=callbacks,
                           verbose=2)
     fit_seconds = time.perf_counter() - fit_start

@@ -16,6 +16,14 @@ def test_class_level_loss():
     assert np.isclose(float(np.mean(class_level_losses(np.array([0, 1]), logits))), expected, atol=1e-6)
 
 
+def test_label_smoothed_class_level_loss():
+    logits = np.array([[2.0, 0.0, 0.0]], np.float32)
+    log_p = logits[0] - np.log(np.sum(np.exp(logits[0])))
+    targets = np.array([1 - 0.3 + 0.1, 0.1, 0.1])  # 0.3 spread evenly over the 3 classes
+    expected = -np.sum(targets * log_p)
+    assert np.isclose(float(class_level_losses(np.array([0]), logits, 0.3)[0]), expected, atol=1e-6)
+
+
 def test_semantic_similarity_loss_masks_unrelated_pairs():
     emb = np.stack([unit(1, 0), unit(0, 1), unit(1, 1)])
     labels = np.array([0, 1, 2])
