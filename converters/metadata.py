@@ -1,7 +1,7 @@
 """TFLite model metadata for the exported HUSE models, in the standard convention that tooling reads
 (tflite-support's `metadata_schema.fbs`, identifier "M001", minimum parser version 1.0.0): a `TFLITE_METADATA`
 buffer describing every input and output of every subgraph, and the associated files zipped onto the end of the
-flatbuffer, where `zipfile`, `unzip`, the MetadataExtractor and Android Studio's ML binding find them.
+flatbuffer, where the convention's readers (tflite-support's MetadataDisplayer, checked) and plain `unzip` find them.
 
 What it carries, per signature tensor (the bundle's own files stay the contract for the app):
 - `image`: RGB image properties with the model's input size, NormalizationOptions mean 0 / std 1 (raw pixels
