@@ -50,11 +50,6 @@ def write_model(model: schema.ModelT, metadata: dict[str, bytes] | None = None) 
             tensor.quantization = quantization
 
 
-def compact(model: bytes) -> bytes:
-    """The same model with each distinct quantisation table stored once."""
-    return write_model(read_model(model))
-
-
 class _SharedTable:
     """Packs a quantisation table once per distinct content and hands the same offset to every later tensor."""
 

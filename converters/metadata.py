@@ -54,7 +54,8 @@ class ModelDescription:
 
 def with_metadata(model: bytes, about: ModelDescription) -> bytes:
     """`model` with a `TFLITE_METADATA` buffer for each of its subgraphs and the labels and vocabulary zipped
-    onto its end. The flatbuffer itself is unchanged apart from the added buffer."""
+    onto its end, re-serialised once by `flatbuffer.write_model` (each distinct quantisation table stored once);
+    tensors, scales and weights are unchanged."""
     parsed = read_model(model)
     subgraphs = []
     for index, subgraph in enumerate(parsed.subgraphs):

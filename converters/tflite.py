@@ -17,7 +17,6 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from converters.flatbuffer import compact
 from huse_edge._tf import keras, tf
 from huse_edge.model import as_output_dict
 
@@ -114,15 +113,15 @@ def _converter(saved_model: Path, signatures: list[str], variant: str, data: Rep
 
 
 def convert(model: keras.Model, variant: str, data: RepresentativeData | None = None) -> dict[str, bytes]:
-    """`{"all": multi-signature model, "<signature>": single-signature model}` as flatbuffer bytes, each
-    re-serialised by `flatbuffer.compact` (quantisation tables shared between subgraphs)."""
+    """`{"all": multi-signature model, "<signature>": single-signature model}` as the converter's flatbuffer
+    bytes (the bundle writes them through `metadata.with_metadata`, which also shares quantisation tables)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}")
     module = HuseSignatures(model)
     with tempfile.TemporaryDirectory(prefix="huse-savedmodel-") as tmp:
         saved = Path(tmp) / "saved_model"
         tf.saved_model.save(module, str(saved), signatures=module.signatures())
-        models = {"all": compact(_converter(saved, list(SIGNATURES), variant, data).convert())}
+        models = {"all": _converter(saved, list(SIGNATURES), variant, data).convert()}
         for name in SIGNATURES:
-            models[name] = compact(_converter(saved, [name], variant, data).convert())
+            models[name] = _converter(saved, [name], variant, data).convert()
     return models
