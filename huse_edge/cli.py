@@ -80,6 +80,8 @@ def _columns(category_columns: str | None):
               help="Label smoothing of the class-level loss.")
 @click.option("--token-dropout", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
               help="Share of title tokens replaced by [UNK] in training batches.")
+@click.option("--weight-average", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
+              help="Momentum of the moving average of the weights that is validated and kept (0: off).")
 @click.option("--cache-dir", type=click.Path(path_type=Path), help="Feature cache (default: OUT/cache).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--strategy", type=click.Choice(["none", "mirrored", "multi-worker"]), default="none",
@@ -88,8 +90,8 @@ def _columns(category_columns: str | None):
 @_user_errors
 def train(catalogue, out_dir, backbone, backbone_weights, image_size, trainable_blocks, embedding_dim, epochs,
           batch_size, learning_rate, patience, class_level, min_class_size, category_columns, class_embeddings,
-          w_class, w_graph, w_gap, graph_threshold, label_smoothing, token_dropout, cache_dir, seed, strategy,
-          strict):
+          w_class, w_graph, w_gap, graph_threshold, label_smoothing, token_dropout, weight_average, cache_dir, seed,
+          strategy, strict):
     """Train HUSE on CATALOGUE (default: the shared Fashion Product Images catalogue), a CSV/JSONL file or a
     directory of TFRecord shards from `huse-edge data shard`."""
     from huse_edge.shards import is_shard_dir
@@ -108,7 +110,7 @@ def train(catalogue, out_dir, backbone, backbone_weights, image_size, trainable_
                               trainable_blocks=trainable_blocks, embedding_dim=embedding_dim)
     run_training(catalogue, out_dir, overrides,
                  TrainConfig(epochs, batch_size, learning_rate, patience, seed, class_level, min_class_size,
-                             token_dropout=token_dropout, strategy=strategy),
+                             token_dropout=token_dropout, weight_average=weight_average, strategy=strategy),
                  LossWeights(w_class, w_graph, w_gap, graph_threshold, label_smoothing), _columns(category_columns),
                  strict,
                  np.load(class_embeddings, allow_pickle=False) if class_embeddings else None,

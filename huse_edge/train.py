@@ -43,6 +43,7 @@ class TrainConfig:
     schedule: str = "cosine"  # "cosine": decay to 0 over `epochs`; "constant"
     flip: bool = True  # random horizontal flip of the image input (pixels, or the cached feature map)
     token_dropout: float = 0.0  # share of title tokens replaced by [UNK] in training batches
+    weight_average: float = 0.0  # momentum of the weights' moving average that is validated and kept; 0: off
     strategy: str = "none"  # "mirrored" | "multi-worker" (see `distribute`)
 
     @property
@@ -171,6 +172,48 @@ class EpochLog(keras.callbacks.Callback):
             logs["epoch_seconds"] = time.perf_counter() - self._start
             if "val_image_accuracy" in logs:
                 logs[MONITOR] = (logs["val_image_accuracy"] + logs["val_text_accuracy"]) / 2
+
+
+class WeightAverage(keras.callbacks.Callback):
+    """Polyak averaging: an exponential moving average of the trainable weights, updated after every step, is
+    what each validation sees and what the checkpoints keep; training itself goes on from the raw weights. The
+    average smooths the last epochs' noise in an over-fitting image tower at no cost in steps. The momentum
+    ramps up as min(momentum, (1 + t) / (10 + t)) so early averages do not lean on the random start. The epoch's
+    backup also holds the average, so a resumed run goes on from it with a fresh average."""
+
+    def __init__(self, momentum: float):
+        super().__init__()
+        self.momentum = momentum
+
+    def on_train_begin(self, logs=None):
+        weights = self.model.trainable_weights
+        self._average = [tf.Variable(w, trainable=False) for w in weights]
+        self._raw = [tf.Variable(w, trainable=False) for w in weights]
+        self._step = tf.Variable(0.0, trainable=False)
+        self._swapped = False
+
+    @tf.function
+    def _update(self):
+        self._step.assign_add(1.0)
+        momentum = tf.minimum(self.momentum, (1.0 + self._step) / (10.0 + self._step))
+        for average, weight in zip(self._average, self.model.trainable_weights):
+            average.assign(momentum * average + (1.0 - momentum) * weight)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._update()
+
+    def on_test_begin(self, logs=None):
+        if not self._swapped:  # validation inside fit: the average goes in, and stays for the checkpoints
+            for raw, average, weight in zip(self._raw, self._average, self.model.trainable_weights):
+                raw.assign(weight)
+                weight.assign(average)
+            self._swapped = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._swapped:
+            for raw, weight in zip(self._raw, self.model.trainable_weights):
+                weight.assign(raw)
+            self._swapped = False
 
 
 def image_inputs(model: HuseModel, products, cache_dir: Path) -> np.ndarray:
@@ -304,6 +347,8 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
                                         save_weights_only=True),
         keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=train_config.patience),
     ]
+    if train_config.weight_average:  # first: the callbacks after it log and keep the averaged weights
+        callbacks.insert(0, WeightAverage(train_config.weight_average))
     if chief:
         callbacks += [keras.callbacks.TensorBoard(str(out_dir / "logs")),
                       keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True)]
