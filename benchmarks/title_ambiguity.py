@@ -17,20 +17,20 @@ import collections
 from pathlib import Path
 
 from huse_edge.catalogue import label, read_catalogue
+from huse_edge.cli import DEFAULT_CATALOGUE
 from huse_edge.tokenizer import tokens
-
-DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-products" / "products.csv"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("catalogue", nargs="?", type=Path, default=DEFAULT)
+    parser.add_argument("catalogue", nargs="?", type=Path, default=DEFAULT_CATALOGUE)
     parser.add_argument("--top", type=int, default=15)
     args = parser.parse_args()
     labelled = label(read_catalogue(args.catalogue), min_class_size=20)
+    titles = [tuple(tokens(product.title)) for product in labelled.products]
     groups: dict[tuple, collections.Counter] = collections.defaultdict(collections.Counter)
-    for product, cls in zip(labelled.products, labelled.labels):
-        groups[tuple(tokens(product.title))][cls] += 1
+    for title, cls in zip(titles, labelled.labels):
+        groups[title][cls] += 1
 
     def leaf(cls: int) -> str:
         return labelled.hierarchy.paths[cls][-1]
@@ -38,8 +38,8 @@ def main() -> None:
     forced_by_split: collections.Counter = collections.Counter()
     size_by_split = collections.Counter(p.split for p in labelled.products)
     pairs: collections.Counter = collections.Counter()
-    for product, cls in zip(labelled.products, labelled.labels):
-        majority = groups[tuple(tokens(product.title))].most_common(1)[0][0]
+    for product, title, cls in zip(labelled.products, titles, labelled.labels):
+        majority = groups[title].most_common(1)[0][0]
         if cls != majority:
             forced_by_split[product.split] += 1
             pairs[(leaf(cls), leaf(majority))] += 1

@@ -21,14 +21,13 @@ import numpy as np
 
 from huse_edge._tf import keras
 from huse_edge.catalogue import label, read_catalogue
+from huse_edge.cli import DEFAULT_CATALOGUE
 from huse_edge.features import load_pixels
 from huse_edge.hierarchy import cosine_distances
 from huse_edge.loss import HuseLoss, LossWeights
 from huse_edge.model import HuseConfig, build_huse
 from huse_edge.tokenizer import Tokenizer
 from huse_edge.train import Augmentation, HuseTrainer, training_batches
-
-DEFAULT_CATALOGUE = Path("../shared/data/fashion-products/products.csv")
 
 
 def _epoch_rate(network, images: np.ndarray, tokens: np.ndarray, labels: np.ndarray, distances) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -136,11 +137,12 @@ def signature_io(model_path: Path) -> dict:
     return io
 
 
-def _model_description(directory: Path, model_dir: ModelDir, variant: str) -> ModelDescription:
-    """What the TFLite metadata of every model file of `variant` says (see `converters.metadata`)."""
+def _model_description(directory: Path, model_dir: ModelDir) -> ModelDescription:
+    """What the TFLite metadata of every model file says (see `converters.metadata`); `_write_bundle` adds the
+    variant to the name."""
     config = model_dir.model_config
     return ModelDescription(
-        name=f"HUSE product embeddings and classifier ({variant})",
+        name="HUSE product embeddings and classifier",
         description=f"Hierarchical Universal Semantic Embeddings (arXiv 1911.05978) trained by huse-edge: image "
                     f"and text towers into one embedding space and a shared classification layer over "
                     f"{len(model_dir.hierarchy)} product classes.",
@@ -160,9 +162,10 @@ def _write_bundle(directory: Path, model_dir: ModelDir, models: dict[str, dict[s
                      "normalisation": "inside the model", "spec": TRANSFORM_SPEC.strip()}
     (directory / "preprocessing.json").write_text(json.dumps(preprocessing, indent=2) + "\n")
     variants = {}
+    description = _model_description(directory, model_dir)
     for variant, files in models.items():
         (directory / variant).mkdir()
-        about = _model_description(directory, model_dir, variant)
+        about = replace(description, name=f"{description.name} ({variant})")
         (directory / f"huse_{variant}.tflite").write_bytes(with_metadata(files["all"], about))
         for name in SIGNATURES:
             (directory / variant / f"{name}.tflite").write_bytes(with_metadata(files[name], about))
