@@ -116,8 +116,8 @@ def main() -> None:
     int8_size = next((r["size_mb"] for r in rows if r.get("variant") == "int8"), None)
     if float_size and int8_size:
         ratios.append(f"QAT int8 file: {100 * int8_size / float_size:.1f}% of the float TFLite file")
-    text = "\n".join(table + [""] + ratios + [f"unavailable: {u}" for u in unavailable]
-                     + [f"test-split products: {len(reference.labels)}; run took {time.perf_counter() - started:.0f} s"])
+    footer = f"test-split products: {len(reference.labels)}; run took {time.perf_counter() - started:.0f} s"
+    text = "\n".join(table + [""] + ratios + [f"unavailable: {u}" for u in unavailable] + [footer])
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,8 @@ from huse_edge.index import ProductIndex, fuse
 from huse_edge.runtime import HuseRuntime
 from huse_edge.transform import load_rgb, preprocess
 
-TOKENIZER_CASES = ("Nike Men's Air-Max 90 \u00abRunning\u00bb Shoes", "\uff37\uff2f\uff2d\uff25\uff2e \uff34\uff4f\uff50",
+TOKENIZER_CASES = ("Nike Men's Air-Max 90 \u00abRunning\u00bb Shoes",
+                   "\uff37\uff2f\uff2d\uff25\uff2e \uff34\uff4f\uff50",
                    "caf\u00e9 cr\u00e8me \u00dcBER stra\u00dfe", "\u2460\u2461 \ufb01ne \u2163 tee", "",
                    "   ", "a" * 40 + " b", "one two three four five six seven eight nine ten eleven twelve "
                    "thirteen fourteen fifteen sixteen seventeen", "Tshirt\tJeans\nBelt", "\U0001F600 smile 42")

@@ -120,7 +120,8 @@ def worker_main() -> None:
     try:
         print(json.dumps(run_worker(**json.loads(sys.argv[1]))))
     except Exception as error:  # noqa: BLE001 - any runtime failure is this backend's answer, reported as such
-        print(json.dumps({"error": f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"}))
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(json.dumps({"error": f"{type(error).__name__}: {first_line}"}))
 
 
 def benchmark(bundle_path: str | Path, variant: str, backend: str, threads: int | None = None, batch: int = 1,

@@ -24,8 +24,9 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         return tf.distribute.MirroredStrategy()
     if name == "multi-worker":
         if not os.environ.get("TF_CONFIG"):
-            raise ClusterConfigError("--strategy multi-worker needs the cluster in TF_CONFIG: {\"cluster\": {\"worker\": "
-                             "[\"host1:port\", \"host2:port\"]}, \"task\": {\"type\": \"worker\", \"index\": 0}}")
+            raise ClusterConfigError("--strategy multi-worker needs the cluster in TF_CONFIG: "
+                                     "{\"cluster\": {\"worker\": [\"host1:port\", \"host2:port\"]}, "
+                                     "\"task\": {\"type\": \"worker\", \"index\": 0}}")
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
 

@@ -38,7 +38,8 @@ def messy(tmp_path):
         "11,No leaf,Apparel,Topwear,,images/ok1.jpg",
     ]
     path = tmp_path / "products.csv"
-    path.write_bytes((HEADER + "\n".join(rows) + "\n").encode() + b"12,Bad \xff bytes,Apparel,Topwear,Shirts,images/ok1.jpg\n")
+    bad_row = b"12,Bad \xff bytes,Apparel,Topwear,Shirts,images/ok1.jpg\n"
+    path.write_bytes((HEADER + "\n".join(rows) + "\n").encode() + bad_row)
     return path
 
 

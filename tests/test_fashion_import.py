@@ -23,4 +23,5 @@ def test_import_published_layout(tmp_path):
     rows = list(csv.DictReader((tmp_path / "cat" / "products.csv").open()))
     assert rows[1]["title"] == "Peter England Men Party, Blue Jeans"
     catalogue = read_catalogue(tmp_path / "cat" / "products.csv")
-    assert [p.path for p in catalogue.products] == [("Apparel", "Topwear", "Shirts"), ("Apparel", "Bottomwear", "Jeans")]
+    assert [p.path for p in catalogue.products] == [("Apparel", "Topwear", "Shirts"),
+                                                    ("Apparel", "Bottomwear", "Jeans")]

@@ -36,7 +36,8 @@ def test_index_file_is_a_documented_zip_without_pickle(slice_index, slice_catalo
 
 def test_image_query_returns_the_right_kind_of_product(slice_index, slice_catalogue):
     row = read_rows(slice_catalogue)[7]
-    result = CliRunner().invoke(main, ["search", str(slice_index), "--image", str(slice_catalogue.parent / row["image"]),
+    photo = str(slice_catalogue.parent / row["image"])
+    result = CliRunner().invoke(main, ["search", str(slice_index), "--image", photo,
                                        "--modality", "image", "--top-k", "5", "--json"])
     assert result.exit_code == 0, result.output
     found = json.loads(result.output)
