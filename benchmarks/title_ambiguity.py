@@ -32,17 +32,21 @@ def main() -> None:
     for title, cls in zip(titles, labelled.labels):
         groups[title][cls] += 1
 
+    majorities = {title: classes.most_common(1)[0] for title, classes in groups.items()}  # (class, products)
+
     def leaf(cls: int) -> str:
         return labelled.hierarchy.paths[cls][-1]
+
+    def forced(title: tuple) -> int:
+        return sum(groups[title].values()) - majorities[title][1]
 
     forced_by_split: collections.Counter = collections.Counter()
     size_by_split = collections.Counter(p.split for p in labelled.products)
     pairs: collections.Counter = collections.Counter()
     for product, title, cls in zip(labelled.products, titles, labelled.labels):
-        majority = groups[title].most_common(1)[0][0]
-        if cls != majority:
+        if cls != majorities[title][0]:
             forced_by_split[product.split] += 1
-            pairs[(leaf(cls), leaf(majority))] += 1
+            pairs[(leaf(cls), leaf(majorities[title][0]))] += 1
     total = sum(forced_by_split.values())
     print(f"{len(labelled.products)} products, {len(groups)} distinct titles, "
           f"{sum(len(c) > 1 for c in groups.values())} titles carry more than one class")
@@ -52,12 +56,9 @@ def main() -> None:
     for (true, majority), count in pairs.most_common(args.top):
         print(f"  {true} -> {majority}: {count}")
     print("most contradictory titles:")
-    def forced(classes: collections.Counter) -> int:
-        return sum(classes.values()) - classes.most_common(1)[0][1]
-
-    mixed = sorted((g for g in groups.items() if len(g[1]) > 1), key=lambda g: -forced(g[1]))
-    for title, classes in mixed[: args.top]:
-        print(f"  {' '.join(title)!r}: " + ", ".join(f"{leaf(c)} {n}" for c, n in classes.most_common()))
+    mixed = sorted((title for title, classes in groups.items() if len(classes) > 1), key=lambda t: -forced(t))
+    for title in mixed[: args.top]:
+        print(f"  {' '.join(title)!r}: " + ", ".join(f"{leaf(c)} {n}" for c, n in groups[title].most_common()))
 
 
 if __name__ == "__main__":
