@@ -5,7 +5,8 @@
 Throughput: on `--products` products of the catalogue, with the default model, products/s of
 - computing the frozen backbone features (what the cache stores, once per catalogue),
 - one training epoch on cached features (what `huse-edge train` does every epoch),
-- one training epoch from pixels through the whole network with the same layers trainable (no cache).
+- one training epoch from pixels through the whole network with the same layers trainable (no cache),
+- one epoch of the fine-tune phase: from pixels, every backbone layer but the batch norms trainable, batch 64.
 Time-to-accuracy: from a model directory's `history.csv` (epoch wall time and validation accuracy per epoch),
 the training time at which the validation accuracies first came within 0.5 point of their best.
 """
@@ -27,13 +28,14 @@ from huse_edge.hierarchy import cosine_distances
 from huse_edge.loss import HuseLoss, LossWeights
 from huse_edge.model import HuseConfig, build_huse
 from huse_edge.tokenizer import Tokenizer
-from huse_edge.train import Augmentation, HuseTrainer, training_batches
+from huse_edge.train import Augmentation, HuseTrainer, TrainConfig, finetune_network, training_batches
 
 
-def _epoch_rate(network, images: np.ndarray, tokens: np.ndarray, labels: np.ndarray, distances) -> float:
+def _epoch_rate(network, images: np.ndarray, tokens: np.ndarray, labels: np.ndarray, distances,
+                batch_size: int = 256) -> float:
     trainer = HuseTrainer(network, HuseLoss(distances, LossWeights()))
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
-    data = training_batches(images, tokens, labels, 256, True, 0, Augmentation(flip=True))
+    data = training_batches(images, tokens, labels, batch_size, True, 0, Augmentation(flip=True))
     trainer.fit(data.take(1), verbose=0)  # build and trace
     start = time.perf_counter()
     trainer.fit(data, verbose=0)
@@ -57,9 +59,12 @@ def throughput(catalogue: Path, products: int) -> dict:
     features = np.concatenate([model.feature_extractor(pixels[i: i + 64].astype(np.float32), training=False).numpy()
                                for i in range(0, len(pixels), 64)])
     feature_rate = len(pixels) / (time.perf_counter() - start)
-    return {"products": len(sample), "feature_extraction_products_per_s": feature_rate,
-            "cached_epoch_products_per_s": _epoch_rate(model.trainable, features, tokens, labels, distances),
-            "pixel_epoch_products_per_s": _epoch_rate(model.inference, pixels, tokens, labels, distances)}
+    rates = {"products": len(sample), "feature_extraction_products_per_s": feature_rate,
+             "cached_epoch_products_per_s": _epoch_rate(model.trainable, features, tokens, labels, distances),
+             "pixel_epoch_products_per_s": _epoch_rate(model.inference, pixels, tokens, labels, distances)}
+    rates["finetune_epoch_products_per_s"] = _epoch_rate(finetune_network(model), pixels, tokens, labels, distances,
+                                                         TrainConfig.finetune_batch_size)
+    return rates
 
 
 def time_to_accuracy(model_dir: Path, within: float = 0.005) -> dict:
@@ -87,7 +92,8 @@ def main() -> None:
     print(f"{rates['products']} products: features {rates['feature_extraction_products_per_s']:.0f}/s once, "
           f"training epoch {rates['cached_epoch_products_per_s']:.0f}/s on cached features vs "
           f"{rates['pixel_epoch_products_per_s']:.0f}/s from pixels "
-          f"({rates['cached_epoch_products_per_s'] / rates['pixel_epoch_products_per_s']:.1f}x)")
+          f"({rates['cached_epoch_products_per_s'] / rates['pixel_epoch_products_per_s']:.1f}x); fine-tune epoch "
+          f"{rates['finetune_epoch_products_per_s']:.0f}/s (whole backbone, batch {TrainConfig.finetune_batch_size})")
     if args.model_dir:
         for metric, figures in time_to_accuracy(args.model_dir).items():
             if isinstance(figures, dict):

@@ -64,8 +64,9 @@ def _weights_digest(model: keras.Model) -> str:
 
 
 def cached_features(model: HuseModel, products: Sequence[Product], cache_dir: str | Path,
-                    batch_size: int = 64) -> np.ndarray:
-    """Backbone-bottom outputs for `products`, read from the cache or computed (with a progress bar) and cached."""
+                    batch_size: int = 64, pixels: np.ndarray | None = None) -> np.ndarray:
+    """Backbone-bottom outputs for `products`, read from the cache or computed (with a progress bar) and cached.
+    `pixels`, the products' images already decoded by `load_pixels`, spares decoding them a second time."""
     if model.feature_extractor is None:
         raise ValueError("this backbone has no frozen part; train from pixels instead")
     path = Path(cache_dir) / f"features-{cache_key(model, products)}.npy"
@@ -81,8 +82,10 @@ def cached_features(model: HuseModel, products: Sequence[Product], cache_dir: st
     with atomic_path(path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
         row = 0
-        for batch in pixels_dataset([p.image for p in products], config.image_height, config.image_width,
-                                    batch_size):
+        batches = pixels_dataset([p.image for p in products], config.image_height, config.image_width,
+                                 batch_size) if pixels is None else \
+            (pixels[start: start + batch_size] for start in range(0, len(pixels), batch_size))
+        for batch in batches:
             values = model.feature_extractor(tf.cast(batch, tf.float32), training=False).numpy()
             out[row: row + len(values)] = values
             row += len(values)

@@ -1,9 +1,17 @@
-"""Training: catalogue -> cached backbone features + tokens -> HUSE towers trained on the three losses.
+"""Training: catalogue -> cached backbone features + tokens -> HUSE towers trained on the three losses, then
+(optionally) the whole backbone fine-tuned from pixels.
 
 Kept apart from the library modules (model, loss, features) as in open_clip: this is the job, they are the parts.
-Interrupted runs resume from `OUT/checkpoints/backup` (Keras BackupAndRestore: weights, optimizer, epoch); the
-best epoch on the validation split (mean of image-only and text-only top-1, see `EpochLog`) is kept in
-`OUT/checkpoints/best` and is what gets saved. The learning rate follows a cosine decay over `epochs`.
+Two phases, each one `fit` with a cosine-decayed learning rate: `cached` trains the towers, the shared layer and
+the top backbone blocks on cached backbone features (fast: the frozen bottom runs once per catalogue); `finetune`
+then trains every backbone layer but the batch norms from decoded photos for a few epochs at a lower rate, which
+adapts the ImageNet bottom to product photos (what cached training cannot). The finetune phase's epochs continue
+the cached phase's numbering in `history.csv`.
+
+An interrupted phase resumes from `OUT/checkpoints/<phase>/backup` (Keras BackupAndRestore: weights, optimizer,
+epoch; a finished cached phase is re-run, deterministically, before an interrupted fine-tune resumes). The best
+epoch of both phases on the validation split (mean of image-only and text-only top-1, see `EpochLog`) is kept in
+`OUT/checkpoints/best` and is what gets saved.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -33,7 +42,7 @@ MONITOR = "val_towers_accuracy"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 15
+    epochs: int = 8  # of the cached phase
     batch_size: int = 256  # per replica (see `distribute`)
     learning_rate: float = 1e-3
     patience: int = 5
@@ -45,6 +54,9 @@ class TrainConfig:
     token_dropout: float = 0.0  # share of title tokens replaced by [UNK] in training batches
     weight_average: float = 0.0  # momentum of the weights' moving average that is validated and kept; 0: off
     strategy: str = "none"  # "mirrored" | "multi-worker" (see `distribute`)
+    finetune_epochs: int = 2  # whole-backbone fine-tune from pixels after the cached phase; 0: off
+    finetune_learning_rate: float = 3e-4
+    finetune_batch_size: int = 64  # per replica
 
     @property
     def augmentation(self) -> "Augmentation":
@@ -216,10 +228,101 @@ class WeightAverage(keras.callbacks.Callback):
             self._swapped = False
 
 
-def image_inputs(model: HuseModel, products, cache_dir: Path) -> np.ndarray:
-    """What the trainable network eats: cached backbone features, or uint8 pixels when nothing is frozen."""
+@dataclass(frozen=True)
+class Phase:
+    """One `fit` of the trainer: the network view it optimises, the batches it reads, its global batch size,
+    epochs and learning rate (or schedule)."""
+
+    name: str
+    network_of: Callable[[HuseModel], keras.Model]
+    batches: Callable[..., tf.data.Dataset]
+    batch_size: int
+    epochs: int
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    name: str
+    epochs_run: int
+    seconds: float
+    improved: bool  # whether one of its epochs is the best so far on the validation split
+
+    def products_per_second(self, train_size: int) -> float:
+        return train_size * self.epochs_run / self.seconds if self.seconds else 0.0
+
+    def metrics(self, train_size: int) -> dict:
+        return {f"{self.name}_seconds": self.seconds, f"{self.name}_epochs": self.epochs_run,
+                f"{self.name}_products_per_second": self.products_per_second(train_size),
+                f"{self.name}_improved": self.improved}
+
+
+class PhaseRunner:
+    """Runs the phases of one training on one set of weights (a copy made under the distribution strategy when
+    there is one), with the callbacks they share: one best checkpoint across phases, epochs numbered on."""
+
+    def __init__(self, model: HuseModel, backbone_weights: str | Path | None, strategy: tf.distribute.Strategy,
+                 huse_loss: HuseLoss, train_config: TrainConfig, out_dir: Path, chief: bool):
+        self.strategy, self.huse_loss, self.train_config, self.out_dir, self.chief = \
+            strategy, huse_loss, train_config, out_dir, chief
+        self.replica = model
+        if train_config.strategy != "none":  # the same network, its variables created under the strategy
+            with strategy.scope():
+                self.replica = build_huse(model.config, backbone_weights)
+            self.replica.inference.set_weights(model.inference.get_weights())
+        self.best_weights = str(out_dir / "checkpoints" / "best" / "weights")
+        self.best = keras.callbacks.ModelCheckpoint(self.best_weights, monitor=MONITOR, mode="max",
+                                                    save_best_only=True, save_weights_only=True)
+        self.phases: dict[str, Phase] = {}
+        self.best_phase: str | None = None
+        self.epochs_done = 0
+
+    def run(self, phase: Phase) -> PhaseResult:
+        """Trains from the current weights and leaves the phase's best epoch in them (the next phase starts
+        there)."""
+        config = self.train_config
+        self.phases[phase.name] = phase
+        with self.strategy.scope():
+            trainer = HuseTrainer(phase.network_of(self.replica), self.huse_loss)
+            trainer.compile(optimizer=keras.optimizers.Adam(phase.learning_rate))
+            trainer(next(iter(phase.batches("val", 1)))[0])  # built, so a backup can restore
+        callbacks = [
+            EpochLog(),
+            keras.callbacks.BackupAndRestore(str(self.out_dir / "checkpoints" / phase.name / "backup")),
+            self.best,
+            keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=config.patience,
+                                          restore_best_weights=True),
+        ]
+        if config.weight_average:  # first: the callbacks after it log and keep the averaged weights
+            callbacks.insert(0, WeightAverage(config.weight_average))
+        if self.chief:
+            callbacks += [keras.callbacks.TensorBoard(str(self.out_dir / "logs")),
+                          keras.callbacks.CSVLogger(str(self.out_dir / "history.csv"), append=True)]
+        before, start = self.best.best, time.perf_counter()
+        history = trainer.fit(phase.batches("train", phase.batch_size, True, config.augmentation),
+                              validation_data=phase.batches("val", 1024), initial_epoch=self.epochs_done,
+                              epochs=self.epochs_done + phase.epochs, callbacks=callbacks, verbose=2)
+        seconds = time.perf_counter() - start
+        improved = self.best.best != before
+        if improved:
+            self.best_phase = phase.name
+        if history.epoch:  # absolute epoch numbers: a resumed phase starts after its backed-up epoch
+            self.epochs_done = history.epoch[-1] + 1
+        return PhaseResult(phase.name, len(history.epoch), seconds, improved)
+
+    def load_best(self, model: HuseModel) -> None:
+        """The best epoch's weights, from the checkpoint file, into `model` (the chief's plain copy)."""
+        network = self.phases[self.best_phase].network_of(model)
+        HuseTrainer(network, self.huse_loss).load_weights(self.best_weights).expect_partial()
+
+
+def image_inputs(model: HuseModel, products, cache_dir: Path, pixels: np.ndarray | None = None) -> np.ndarray:
+    """What the trainable network eats: cached backbone features, or uint8 pixels when nothing is frozen.
+    `pixels`, when the caller has decoded the photos already, are not decoded again."""
     if model.feature_extractor is not None:
-        return cached_features(model, products, cache_dir)
+        return cached_features(model, products, cache_dir, pixels=pixels)
+    if pixels is not None:
+        return pixels
     config = model.config
     return load_pixels([p.image for p in products], config.image_height, config.image_width)
 
@@ -298,6 +401,7 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
     distances = cosine_distances(class_embeddings if class_embeddings is not None else hierarchy.class_embeddings())
 
     tokens = {name: tokenizer.encode_batch(p.title for p in part.products) for name, part in splits.items()}
+    finetune = train_config.finetune_epochs > 0 and model.feature_extractor is not None
     feature_start = time.perf_counter()
     if is_shard_dir(catalogue_path):  # streamed: the frozen backbone runs on every step, inside the network
         files = shard_files(catalogue_path)
@@ -307,69 +411,58 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
                     augmentation: Augmentation = Augmentation()) -> tf.data.Dataset:
             return streamed_batches(files, splits[name], tokens[name], config, size, shuffle, train_config.seed,
                                     augmentation)
+        pixel_batches = batches
         print(f"streaming {len(files)} shard files; the frozen backbone runs on every step")
     else:
-        images_all = image_inputs(model, labelled.products, Path(cache_dir) if cache_dir else out_dir / "cache")
         index = {id(p): i for i, p in enumerate(labelled.products)}
-        images = {name: np.asarray(images_all[np.array([index[id(p)] for p in part.products])])
-                  for name, part in splits.items()}
+        rows = {name: np.array([index[id(p)] for p in part.products]) for name, part in splits.items()}
+        pixels_all = load_pixels([p.image for p in labelled.products], config.image_height, config.image_width) \
+            if finetune or model.feature_extractor is None else None
+        images_all = image_inputs(model, labelled.products, Path(cache_dir) if cache_dir else out_dir / "cache",
+                                  pixels_all)
+        images = {name: np.asarray(images_all[row]) for name, row in rows.items()}
+        pixels = {name: pixels_all[row] for name, row in rows.items()} if finetune else images
+        del pixels_all, images_all
         network_of = _trainable_network
 
         def batches(name: str, size: int, shuffle: bool = False,
-                    augmentation: Augmentation = Augmentation()) -> tf.data.Dataset:
-            return training_batches(images[name], tokens[name], np.asarray(splits[name].labels), size, shuffle,
+                    augmentation: Augmentation = Augmentation(), inputs: dict = images) -> tf.data.Dataset:
+            return training_batches(inputs[name], tokens[name], np.asarray(splits[name].labels), size, shuffle,
                                     train_config.seed, augmentation)
+
+        def pixel_batches(name: str, size: int, shuffle: bool = False,
+                          augmentation: Augmentation = Augmentation()) -> tf.data.Dataset:
+            return batches(name, size, shuffle, augmentation, pixels)
     feature_seconds = time.perf_counter() - feature_start
-    example = next(iter(batches("val", 1)))[0]
 
     chief = is_chief(strategy)
     global_batch = train_config.batch_size * strategy.num_replicas_in_sync
     if train_config.strategy != "none":
         print(f"strategy {train_config.strategy}: {strategy.num_replicas_in_sync} replicas in sync, global batch "
               f"{global_batch}" + ("" if chief else "; this worker is not the chief and writes no model"))
-    huse_loss = HuseLoss(distances, loss_weights)
-    with strategy.scope():  # the cached features above and the evaluation below use the plain `model`
-        network = network_of(model)
-        if train_config.strategy != "none":  # the same network, its variables created under the strategy
-            network = network_of(build_huse(config, backbone_weights))
-            network.set_weights(network_of(model).get_weights())
-        trainer = HuseTrainer(network, huse_loss)
-        trainer.compile(optimizer=keras.optimizers.Adam(
-            _learning_rate(train_config, len(splits["train"].products), global_batch)))
-        trainer(example)  # built, so a backup can restore
-    checkpoints = out_dir / "checkpoints"
-    best = checkpoints / "best" / "weights"
-    monitor = MONITOR
-    callbacks = [
-        EpochLog(),
-        keras.callbacks.BackupAndRestore(str(checkpoints / "backup")),
-        keras.callbacks.ModelCheckpoint(str(best), monitor=monitor, mode="max", save_best_only=True,
-                                        save_weights_only=True),
-        keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=train_config.patience),
-    ]
-    if train_config.weight_average:  # first: the callbacks after it log and keep the averaged weights
-        callbacks.insert(0, WeightAverage(train_config.weight_average))
-    if chief:
-        callbacks += [keras.callbacks.TensorBoard(str(out_dir / "logs")),
-                      keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True)]
-    fit_start = time.perf_counter()
-    history = trainer.fit(batches("train", global_batch, True, train_config.augmentation),
-                          validation_data=batches("val", 1024), epochs=train_config.epochs, callbacks=callbacks,
-                          verbose=2)
-    fit_seconds = time.perf_counter() - fit_start
+    runner = PhaseRunner(model, backbone_weights, strategy, HuseLoss(distances, loss_weights), train_config,
+                         out_dir, chief)
+    train_size = len(splits["train"].products)
+    phases = [runner.run(Phase("cached", network_of, batches, global_batch, train_config.epochs,
+                               _learning_rate(train_config, train_size, global_batch)))]
+    if finetune:
+        finetune_batch = train_config.finetune_batch_size * strategy.num_replicas_in_sync
+        schedule = keras.optimizers.schedules.CosineDecay(
+            train_config.finetune_learning_rate, train_config.finetune_epochs * -(-train_size // finetune_batch))
+        phases.append(runner.run(Phase("finetune", finetune_network, pixel_batches, finetune_batch,
+                                       train_config.finetune_epochs, schedule)))
     if not chief:
-        print(f"worker done in {fit_seconds:.0f} s; the chief writes the model directory")
+        print(f"worker done in {sum(p.seconds for p in phases):.0f} s; the chief writes the model directory")
         return {}
-    HuseTrainer(network_of(model), huse_loss).load_weights(str(best)).expect_partial()
-    config = _tune_fusion(model, config, *predict_batches(network_of(model), batches("val", 512)))
+    runner.load_best(model)
+    network, eval_batches = (_pixel_network(model), pixel_batches) if finetune else (network_of(model), batches)
+    config = _tune_fusion(model, config, *predict_batches(network, eval_batches("val", 512)))
 
-    metrics = evaluate_outputs(*predict_batches(network_of(model), batches("test", 512)), hierarchy)
-    metrics.update({
-        "split": "test", "catalogue": str(catalogue_path),
-        "train_products_per_second": len(splits["train"].products) * len(history.history.get("loss", [])) / fit_seconds,
-        "feature_seconds": feature_seconds, "fit_seconds": fit_seconds,
-        "total_seconds": time.perf_counter() - started,
-    })
+    metrics = evaluate_outputs(*predict_batches(network, eval_batches("test", 512)), hierarchy)
+    metrics.update({"split": "test", "catalogue": str(catalogue_path), "feature_seconds": feature_seconds})
+    for phase in phases:
+        metrics.update(phase.metrics(train_size))
+    metrics["total_seconds"] = time.perf_counter() - started
     full_config = {
         "huse_edge_version": __version__, "model": config.to_dict(), "train": asdict(train_config),
         "loss": loss_weights.to_dict(), "columns": {**asdict(columns), "category": list(columns.category)},
@@ -379,7 +472,8 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
     save_model_dir(out_dir, model.inference, full_config, hierarchy, tokenizer, distances, metrics)
     print(format_metrics(metrics))
     print(f"trained in {metrics['total_seconds'] / 60:.1f} min (features {feature_seconds:.0f} s, "
-          f"fit {fit_seconds:.0f} s); model directory: {out_dir}")
+          + ", ".join(f"{p.name} {p.seconds:.0f} s at {p.products_per_second(train_size):.0f} products/s"
+                      for p in phases) + f"); model directory: {out_dir}")
     return metrics
 
 
@@ -399,6 +493,14 @@ def _trainable_network(model: HuseModel) -> keras.Model:
 
 def _pixel_network(model: HuseModel) -> keras.Model:
     """Pixels -> outputs, the frozen backbone part included (its layers are not trainable)."""
+    return model.inference
+
+
+def finetune_network(model: HuseModel) -> keras.Model:
+    """Pixels -> outputs with every layer trainable but the batch norms, whose statistics stay ImageNet's: batches
+    of 64 small photos would estimate them worse."""
+    for layer in model.inference.layers:
+        layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
     return model.inference
 
 

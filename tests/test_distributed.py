@@ -6,7 +6,10 @@ Tolerance: the two runs see the same examples in the same global batches from th
 is off: replicas draw their own masks), and the HUSE losses are those of the global batch in both, so they differ
 only by the order of floating-point sums (all-reduced gradients, the graph loss split across replicas): measured
 here, 1.3e-7 at most on any embedding coordinate after 3 epochs. The test allows 1e-4 per coordinate, logged
-losses within 1e-4 relative, and each top-1 within one test product (a near-tie may flip).
+losses within 1e-4 relative, and each top-1 within one test product (a near-tie may flip). Those runs leave out
+the whole-backbone fine-tune: there Adam's per-weight normalisation turns gradients at rounding level into full
+steps whose sign follows the summation order (measured: 2.2e-4 on an embedding coordinate after one epoch), so the
+streamed test checks a fine-tune epoch by its logged global-batch losses instead.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ overrides = {"trainable_blocks": 1, "embedding_dim": 64, "image_hidden": 128, "t
              "text_filters": 64, "token_dim": 32, "dropout": 0.0}
 train(sys.argv[1], sys.argv[2], overrides,
       TrainConfig(epochs=int(sys.argv[6]), batch_size=int(sys.argv[4]), patience=3, min_class_size=5,
-                  strategy=sys.argv[5]),
+                  strategy=sys.argv[5], finetune_epochs=int(sys.argv[7]), finetune_batch_size=int(sys.argv[4])),
       cache_dir=sys.argv[3])
 """
 GLOBAL_BATCH = 32
@@ -46,9 +49,9 @@ def free_ports(count: int) -> list[int]:
 
 
 def start(catalogue: Path, out: Path, cache: Path, batch: int, strategy: str, env: dict | None = None,
-          epochs: int = 3):
+          epochs: int = 3, finetune_epochs: int = 0):
     return subprocess.Popen([sys.executable, "-c", TRAIN, str(catalogue), str(out), str(cache), str(batch), strategy,
-                             str(epochs)],
+                             str(epochs), str(finetune_epochs)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **(env or {})})
 
@@ -59,16 +62,17 @@ def finish(process: subprocess.Popen) -> str:
     return output
 
 
-def single_and_two_workers(catalogue: Path, root: Path, epochs: int = 3) -> dict[str, Path]:
+def single_and_two_workers(catalogue: Path, root: Path, epochs: int = 3, finetune_epochs: int = 0) -> dict[str, Path]:
     """A single-process run at the global batch, then two workers at half of it; their output directories."""
     cache = root / "cache"
     single = root / "single"
-    finish(start(catalogue, single, cache, GLOBAL_BATCH, "none", epochs=epochs))  # also fills the feature cache
+    finish(start(catalogue, single, cache, GLOBAL_BATCH, "none", epochs=epochs,
+                 finetune_epochs=finetune_epochs))  # also fills the feature cache
     cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
     chief, other = root / "chief", root / "worker1"
     workers = [start(catalogue, out, cache, GLOBAL_BATCH // 2, "multi-worker",
                      {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})},
-                     epochs) for index, out in enumerate((chief, other))]
+                     epochs, finetune_epochs) for index, out in enumerate((chief, other))]
     outputs = [finish(w) for w in workers]
     assert "2 replicas in sync, global batch 32" in outputs[0], outputs[0][-3000:]
     assert "not the chief" in outputs[1], outputs[1][-3000:]
@@ -110,12 +114,16 @@ def history(path: Path) -> list[dict]:
         return list(csv.DictReader(stream))
 
 
-def assert_same_losses(runs: dict[str, Path], epochs: int) -> None:
+def assert_same_losses(runs: dict[str, Path], epochs: int, finetune_epochs: int = 0) -> None:
+    """Per-epoch losses within 1e-4 relative; a fine-tune epoch's within 1e-2 (measured 4e-4: the rounding
+    amplified by Adam, see the module docstring), still 50 times tighter than the factor of 2 by which a replica's
+    share of the loss would differ from the global batch's."""
     single, distributed = history(runs["single"]), history(runs["chief"])
-    assert len(single) == len(distributed) == epochs
-    for a, b in zip(single, distributed):
+    assert len(single) == len(distributed) == epochs + finetune_epochs
+    for epoch, (a, b) in enumerate(zip(single, distributed)):
+        tolerance = 1e-4 if epoch < epochs else 1e-2
         for key in ("class_loss", "graph_loss", "gap_loss", "val_graph_loss"):
-            assert float(b[key]) == pytest.approx(float(a[key]), rel=1e-4), (key, a[key], b[key])
+            assert float(b[key]) == pytest.approx(float(a[key]), rel=tolerance), (epoch, key, a[key], b[key])
 
 
 def test_losses_are_logged_for_the_global_batch(runs):
@@ -125,13 +133,14 @@ def test_losses_are_logged_for_the_global_batch(runs):
 
 
 def test_two_workers_stream_a_sharded_catalogue(slice_catalogue, tmp_path):
-    """The same on TFRecord shards: both workers stream the photos and keep their part of every global batch."""
+    """The same on TFRecord shards: both workers stream the photos and keep their part of every global batch, in
+    the cached phase and in a whole-backbone fine-tune epoch."""
     from huse_edge.shards import write_shards
 
     shards = tmp_path / "shards"
     write_shards(slice_catalogue, shards, 2)
-    streamed = single_and_two_workers(shards, tmp_path, epochs=2)
-    assert_same_losses(streamed, 2)
+    streamed = single_and_two_workers(shards, tmp_path, epochs=2, finetune_epochs=1)
+    assert_same_losses(streamed, 2, finetune_epochs=1)
     assert not (tmp_path / "cache").exists()  # streamed: no feature cache was made
 
 
