@@ -161,13 +161,13 @@ def _batched(data: tf.data.Dataset, batch_size: int, seed: int, augmentation: Au
                          .prefetch(tf.data.AUTOTUNE))
 
 
-def _learning_rate(train_config: TrainConfig, train_size: int, global_batch: int):
-    if train_config.schedule == "constant":
-        return train_config.learning_rate
-    if train_config.schedule != "cosine":
-        raise ValueError(f"unknown learning-rate schedule {train_config.schedule!r}; choose cosine or constant")
-    steps = train_config.epochs * -(-train_size // global_batch)
-    return keras.optimizers.schedules.CosineDecay(train_config.learning_rate, steps)
+def _learning_rate(schedule: str, rate: float, epochs: int, train_size: int, global_batch: int):
+    """A constant rate, or a cosine decay from `rate` to 0 over the steps of `epochs` epochs."""
+    if schedule == "constant":
+        return rate
+    if schedule != "cosine":
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose cosine or constant")
+    return keras.optimizers.schedules.CosineDecay(rate, epochs * -(-train_size // global_batch))
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -444,11 +444,12 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
                          out_dir, chief)
     train_size = len(splits["train"].products)
     phases = [runner.run(Phase("cached", network_of, batches, global_batch, train_config.epochs,
-                               _learning_rate(train_config, train_size, global_batch)))]
+                               _learning_rate(train_config.schedule, train_config.learning_rate,
+                                              train_config.epochs, train_size, global_batch)))]
     if finetune:
         finetune_batch = train_config.finetune_batch_size * strategy.num_replicas_in_sync
-        schedule = keras.optimizers.schedules.CosineDecay(
-            train_config.finetune_learning_rate, train_config.finetune_epochs * -(-train_size // finetune_batch))
+        schedule = _learning_rate("cosine", train_config.finetune_learning_rate, train_config.finetune_epochs,
+                                  train_size, finetune_batch)
         phases.append(runner.run(Phase("finetune", finetune_network, pixel_batches, finetune_batch,
                                        train_config.finetune_epochs, schedule)))
     if not chief:

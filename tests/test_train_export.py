@@ -30,7 +30,6 @@ def test_training_writes_a_complete_model_directory(trained_model):
     assert model_dir.keras_model().get_layer("shared_classifier") is not None
 
 
-
 def test_finetune_trains_every_backbone_layer_but_batch_norm(trained_model):
     """The fine-tune phase moves the backbone's bottom (frozen while training on cached features), keeps the
     ImageNet batch statistics, numbers its epochs on from the cached phase's and reports its own throughput."""
@@ -38,7 +37,8 @@ def test_finetune_trains_every_backbone_layer_but_batch_norm(trained_model):
     from huse_edge.model import HuseConfig, build_huse
 
     pretrained = build_huse(HuseConfig.from_dict(json.loads((trained_model / "config.json").read_text())["model"]))
-    trained = ModelDir.load(trained_model).keras_model()
+    model_dir = ModelDir.load(trained_model)
+    trained = model_dir.keras_model()
     stem = pretrained.feature_extractor.layers[2]
     norm = next(layer for layer in pretrained.feature_extractor.layers
                 if isinstance(layer, keras.layers.BatchNormalization))
@@ -47,10 +47,11 @@ def test_finetune_trains_every_backbone_layer_but_batch_norm(trained_model):
     assert stem_change > 1e-4, stem_change
     for before, after in zip(norm.get_weights(), trained.get_layer(norm.name).get_weights()):
         np.testing.assert_array_equal(before, after)
-    metrics = ModelDir.load(trained_model).metrics
+    metrics = model_dir.metrics
     assert metrics["finetune_epochs"] == 2 and metrics["finetune_products_per_second"] > 0
     epochs = [int(line.split(",")[0]) for line in (trained_model / "history.csv").read_text().splitlines()[1:]]
     assert epochs == list(range(metrics["cached_epochs"] + 2)), epochs
+
 
 def test_gap_loss_brings_modalities_together(slice_catalogue, trained_model, tmp_path):
     from huse_edge.loss import LossWeights
