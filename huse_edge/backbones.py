@@ -14,6 +14,7 @@ from typing import Callable
 from huse_edge import pretrained
 from huse_edge._tf import keras, tf
 from huse_edge.efficientnet_lite import INPUT_MEAN, INPUT_STD, NUM_BLOCKS, EfficientNetLite0
+from huse_edge.errors import BackboneError
 
 BACKBONES = ("efficientnet_lite0", "mobilenet_v2", "vgg16", "small_cnn")
 
@@ -92,14 +93,33 @@ def _small_cnn() -> BackboneParts:
     return BackboneParts(None, top, False, "random initialisation")
 
 
+def early_layer_prefixes(name: str, blocks: int) -> tuple[str, ...]:
+    """Name prefixes of the stem and the first `blocks` blocks of a pretrained backbone (none for 0): the generic
+    low-level ImageNet features a short fine-tune can keep, and whose high-resolution backward pass is the
+    costliest part of a fine-tune step."""
+    counts = {"efficientnet_lite0": NUM_BLOCKS, "mobilenet_v2": 17, "vgg16": 5}
+    if name not in counts:
+        return ()
+    if not 0 <= blocks <= counts[name]:
+        raise BackboneError(f"{name} has {counts[name]} blocks; cannot keep the first {blocks}")
+    if not blocks:
+        return ()
+    if name == "efficientnet_lite0":
+        prefix = EfficientNetLite0().name
+        return (f"{prefix}_stem_", *(f"{prefix}_block{i}_" for i in range(blocks)))
+    if name == "mobilenet_v2":  # keras.applications names: stem Conv1, block 0 expanded_conv, then block_<i>
+        return ("Conv1", "bn_Conv1", "expanded_conv_", *(f"block_{i}_" for i in range(1, blocks)))
+    return tuple(f"block{i}_" for i in range(1, blocks + 1))  # vgg16: no stem, blocks block1..block5
+
+
 def build_backbone(name: str, trainable_blocks: int = 0, weights: str | Path | None = None,
                    use_pretrained: bool = True) -> BackboneParts:
     if name == "efficientnet_lite0":
         if not 0 <= trainable_blocks <= NUM_BLOCKS:
-            raise ValueError(f"trainable_blocks must be in 0..{NUM_BLOCKS}")
+            raise BackboneError(f"trainable_blocks must be in 0..{NUM_BLOCKS}")
         return _efficientnet(trainable_blocks, weights, use_pretrained)
     if name in ("mobilenet_v2", "vgg16"):
         return _keras_application(name, weights, use_pretrained)
     if name == "small_cnn":
         return _small_cnn()
-    raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    raise BackboneError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")

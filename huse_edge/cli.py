@@ -62,7 +62,7 @@ def _columns(category_columns: str | None):
 @click.option("--image-size", default="128x96", show_default=True, help="Model input HEIGHTxWIDTH.")
 @click.option("--trainable-blocks", type=int, default=None, help="Top backbone blocks fine-tuned on cached features.")
 @click.option("--embedding-dim", type=int, default=None)
-@click.option("--epochs", type=int, default=8, show_default=True, help="Epochs on cached features.")
+@click.option("--epochs", type=int, default=6, show_default=True, help="Epochs on cached features.")
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Per replica.")
 @click.option("--learning-rate", type=float, default=1e-3, show_default=True)
 @click.option("--patience", type=int, default=5, show_default=True, help="Early-stopping patience (epochs).")
@@ -82,10 +82,13 @@ def _columns(category_columns: str | None):
               help="Share of title tokens replaced by [UNK] in training batches.")
 @click.option("--weight-average", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
               help="Momentum of the moving average of the weights that is validated and kept (0: off).")
-@click.option("--finetune-epochs", type=click.IntRange(0), default=2, show_default=True,
+@click.option("--finetune-epochs", type=click.IntRange(0), default=3, show_default=True,
               help="Epochs of whole-backbone fine-tuning from the photos after the cached phase (0: off).")
 @click.option("--finetune-learning-rate", type=float, default=3e-4, show_default=True)
 @click.option("--finetune-batch-size", type=int, default=64, show_default=True, help="Per replica.")
+@click.option("--finetune-from-block", type=click.IntRange(0), default=3, show_default=True,
+              help="The fine-tune keeps the backbone's stem and its blocks before this one as ImageNet trained "
+                   "them (0: trains them all).")
 @click.option("--cache-dir", type=click.Path(path_type=Path), help="Feature cache (default: OUT/cache).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--strategy", type=click.Choice(["none", "mirrored", "multi-worker"]), default="none",
@@ -95,7 +98,7 @@ def _columns(category_columns: str | None):
 def train(catalogue, out_dir, backbone, backbone_weights, image_size, trainable_blocks, embedding_dim, epochs,
           batch_size, learning_rate, patience, class_level, min_class_size, category_columns, class_embeddings,
           w_class, w_graph, w_gap, graph_threshold, label_smoothing, token_dropout, weight_average, finetune_epochs,
-          finetune_learning_rate, finetune_batch_size, cache_dir, seed, strategy, strict):
+          finetune_learning_rate, finetune_batch_size, finetune_from_block, cache_dir, seed, strategy, strict):
     """Train HUSE on CATALOGUE (default: the shared Fashion Product Images catalogue), a CSV/JSONL file or a
     directory of TFRecord shards from `huse-edge data shard`."""
     from huse_edge.shards import is_shard_dir
@@ -116,7 +119,7 @@ def train(catalogue, out_dir, backbone, backbone_weights, image_size, trainable_
                  TrainConfig(epochs, batch_size, learning_rate, patience, seed, class_level, min_class_size,
                              token_dropout=token_dropout, weight_average=weight_average, strategy=strategy,
                              finetune_epochs=finetune_epochs, finetune_learning_rate=finetune_learning_rate,
-                             finetune_batch_size=finetune_batch_size),
+                             finetune_batch_size=finetune_batch_size, finetune_from_block=finetune_from_block),
                  LossWeights(w_class, w_graph, w_gap, graph_threshold, label_smoothing), _columns(category_columns),
                  strict,
                  np.load(class_embeddings, allow_pickle=False) if class_embeddings else None,

@@ -10,6 +10,10 @@ from huse_edge.runtime import BackendUnavailable, InputError
 from huse_edge.transform import ImageError
 
 
+class BackboneError(ValueError):
+    """A backbone option that does not fit the chosen backbone (its name, or a block count it does not have)."""
+
+
 class ModelDirError(ValueError):
     """A model directory that is incomplete or inconsistent."""
 
@@ -18,7 +22,7 @@ class ClusterConfigError(ValueError):
     """A distributed run without a usable cluster description (TF_CONFIG)."""
 
 
-USER_ERRORS: tuple[type[Exception], ...] = (CatalogueError, TokenizerError, CheckpointError, ImageError,
-                                            BundleError, ModelDirError, BackendUnavailable, InputError,
+USER_ERRORS: tuple[type[Exception], ...] = (BackboneError, CatalogueError, TokenizerError, CheckpointError,
+                                            ImageError, BundleError, ModelDirError, BackendUnavailable, InputError,
                                             IndexFileError, AnnUnavailable, ClusterConfigError,
                                             FileNotFoundError)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -25,6 +26,7 @@ import numpy as np
 
 from huse_edge import __version__
 from huse_edge._tf import keras, tf
+from huse_edge.backbones import early_layer_prefixes
 from huse_edge.catalogue import Catalogue, Columns, LabelledCatalogue, label, read_catalogue
 from huse_edge.distribute import is_chief, make_strategy, shard_by_data
 from huse_edge.evaluate import best_fusion_weight, evaluate_outputs, format_metrics
@@ -42,7 +44,7 @@ MONITOR = "val_towers_accuracy"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 8  # of the cached phase
+    epochs: int = 6  # of the cached phase
     batch_size: int = 256  # per replica (see `distribute`)
     learning_rate: float = 1e-3
     patience: int = 5
@@ -54,9 +56,10 @@ class TrainConfig:
     token_dropout: float = 0.0  # share of title tokens replaced by [UNK] in training batches
     weight_average: float = 0.0  # momentum of the weights' moving average that is validated and kept; 0: off
     strategy: str = "none"  # "mirrored" | "multi-worker" (see `distribute`)
-    finetune_epochs: int = 2  # whole-backbone fine-tune from pixels after the cached phase; 0: off
+    finetune_epochs: int = 3  # whole-backbone fine-tune from pixels after the cached phase; 0: off
     finetune_learning_rate: float = 3e-4
     finetune_batch_size: int = 64  # per replica
+    finetune_from_block: int = 3  # the fine-tune keeps the stem and the backbone blocks before this one
 
     @property
     def augmentation(self) -> "Augmentation":
@@ -402,6 +405,8 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
 
     tokens = {name: tokenizer.encode_batch(p.title for p in part.products) for name, part in splits.items()}
     finetune = train_config.finetune_epochs > 0 and model.feature_extractor is not None
+    if finetune:  # a bad --finetune-from-block fails here, not after the cached phase
+        early_layer_prefixes(config.backbone, train_config.finetune_from_block)
     feature_start = time.perf_counter()
     if is_shard_dir(catalogue_path):  # streamed: the frozen backbone runs on every step, inside the network
         files = shard_files(catalogue_path)
@@ -450,7 +455,8 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
         finetune_batch = train_config.finetune_batch_size * strategy.num_replicas_in_sync
         schedule = _learning_rate("cosine", train_config.finetune_learning_rate, train_config.finetune_epochs,
                                   train_size, finetune_batch)
-        phases.append(runner.run(Phase("finetune", finetune_network, pixel_batches, finetune_batch,
+        network_of_finetune = partial(finetune_network, from_block=train_config.finetune_from_block)
+        phases.append(runner.run(Phase("finetune", network_of_finetune, pixel_batches, finetune_batch,
                                        train_config.finetune_epochs, schedule)))
     if not chief:
         print(f"worker done in {sum(p.seconds for p in phases):.0f} s; the chief writes the model directory")
@@ -497,11 +503,13 @@ def _pixel_network(model: HuseModel) -> keras.Model:
     return model.inference
 
 
-def finetune_network(model: HuseModel) -> keras.Model:
-    """Pixels -> outputs with every layer trainable but the batch norms, whose statistics stay ImageNet's: batches
-    of 64 small photos would estimate them worse."""
+def finetune_network(model: HuseModel, from_block: int = 0) -> keras.Model:
+    """Pixels -> outputs with every layer trainable but the backbone's stem and blocks before `from_block` (see
+    `early_layer_prefixes`) and the batch norms, whose statistics stay ImageNet's: batches of 64 small photos
+    would estimate them worse."""
+    early = early_layer_prefixes(model.config.backbone, from_block)
     for layer in model.inference.layers:
-        layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = not (isinstance(layer, keras.layers.BatchNormalization) or layer.name.startswith(early))
     return model.inference
 
 

@@ -30,27 +30,46 @@ def test_training_writes_a_complete_model_directory(trained_model):
     assert model_dir.keras_model().get_layer("shared_classifier") is not None
 
 
-def test_finetune_trains_every_backbone_layer_but_batch_norm(trained_model):
-    """The fine-tune phase moves the backbone's bottom (frozen while training on cached features), keeps the
-    ImageNet batch statistics, numbers its epochs on from the cached phase's and reports its own throughput."""
+def test_finetune_trains_the_backbone_from_its_first_tuned_block(trained_model):
+    """The fine-tune phase moves the backbone's bottom (frozen while training on cached features) from block
+    `finetune_from_block` up, keeps the stem, the blocks before it and the ImageNet batch statistics bit for bit,
+    numbers its epochs on from the cached phase's and reports its own throughput."""
     from huse_edge._tf import keras
+    from huse_edge.backbones import early_layer_prefixes
     from huse_edge.model import HuseConfig, build_huse
 
-    pretrained = build_huse(HuseConfig.from_dict(json.loads((trained_model / "config.json").read_text())["model"]))
-    model_dir = ModelDir.load(trained_model)
-    trained = model_dir.keras_model()
-    stem = pretrained.feature_extractor.layers[2]
-    norm = next(layer for layer in pretrained.feature_extractor.layers
-                if isinstance(layer, keras.layers.BatchNormalization))
-    assert isinstance(stem, keras.layers.Conv2D), stem.name
-    stem_change = np.abs(trained.get_layer(stem.name).get_weights()[0] - stem.get_weights()[0]).max()
-    assert stem_change > 1e-4, stem_change
-    for before, after in zip(norm.get_weights(), trained.get_layer(norm.name).get_weights()):
-        np.testing.assert_array_equal(before, after)
-    metrics = model_dir.metrics
-    assert metrics["finetune_epochs"] == 2 and metrics["finetune_products_per_second"] > 0
+    config = json.loads((trained_model / "config.json").read_text())
+    from_block = config["train"]["finetune_from_block"]
+    assert from_block > 0  # the default keeps some blocks, so both sides of the boundary are checked
+    early = early_layer_prefixes(config["model"]["backbone"], from_block)
+    pretrained = build_huse(HuseConfig.from_dict(config["model"]))
+    trained = ModelDir.load(trained_model).keras_model()
+    kept, moved = [], []
+    for layer in pretrained.feature_extractor.layers:
+        if not layer.get_weights():
+            continue
+        change = max(np.abs(a - b).max() for a, b in zip(layer.get_weights(),
+                                                         trained.get_layer(layer.name).get_weights()))
+        if isinstance(layer, keras.layers.BatchNormalization) or layer.name.startswith(early):
+            kept.append((layer.name, change))
+        else:
+            moved.append((layer.name, change))
+    assert any(name.startswith(early[0]) for name, _ in kept) and len(kept) > len(early), kept
+    assert all(change == 0 for _, change in kept), [k for k in kept if k[1]]
+    assert moved and all(change > 1e-5 for _, change in moved), moved
+    assert moved[0][0].startswith(f"effnet_block{from_block}_"), moved[0]
+    metrics, finetune_epochs = ModelDir.load(trained_model).metrics, config["train"]["finetune_epochs"]
+    assert metrics["finetune_epochs"] == finetune_epochs > 0 and metrics["finetune_products_per_second"] > 0
     epochs = [int(line.split(",")[0]) for line in (trained_model / "history.csv").read_text().splitlines()[1:]]
-    assert epochs == list(range(metrics["cached_epochs"] + 2)), epochs
+    assert epochs == list(range(metrics["cached_epochs"] + finetune_epochs)), epochs
+
+
+def test_a_fine_tune_block_the_backbone_lacks_is_a_clear_error_before_training(slice_catalogue, tmp_path):
+    result = CliRunner().invoke(main, ["train", str(slice_catalogue), "--out", str(tmp_path / "m"),
+                                       "--finetune-from-block", "17"])
+    assert result.exit_code == 2, result.output
+    assert "efficientnet_lite0 has 16 blocks" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "m").exists()
 
 
 def test_gap_loss_brings_modalities_together(slice_catalogue, trained_model, tmp_path):
