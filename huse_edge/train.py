@@ -1,12 +1,12 @@
 """Training: catalogue -> cached backbone features + tokens -> HUSE towers trained on the three losses, then
-(optionally) the whole backbone fine-tuned from pixels.
+(optionally) the backbone fine-tuned from pixels.
 
 Kept apart from the library modules (model, loss, features) as in open_clip: this is the job, they are the parts.
 Two phases, each one `fit` with a cosine-decayed learning rate: `cached` trains the towers, the shared layer and
 the top backbone blocks on cached backbone features (fast: the frozen bottom runs once per catalogue); `finetune`
-then trains every backbone layer but the batch norms from decoded photos for a few epochs at a lower rate, which
-adapts the ImageNet bottom to product photos (what cached training cannot). The finetune phase's epochs continue
-the cached phase's numbering in `history.csv`.
+then trains the backbone from block `finetune_from_block` up (batch norms excepted) from decoded photos for a few
+epochs at a lower rate, which adapts the ImageNet bottom to product photos (what cached training cannot). The
+finetune phase's epochs continue the cached phase's numbering in `history.csv`.
 
 An interrupted phase resumes from `OUT/checkpoints/<phase>/backup` (Keras BackupAndRestore: weights, optimizer,
 epoch; a finished cached phase is re-run, deterministically, before an interrupted fine-tune resumes). The best
@@ -56,7 +56,7 @@ class TrainConfig:
     token_dropout: float = 0.0  # share of title tokens replaced by [UNK] in training batches
     weight_average: float = 0.0  # momentum of the weights' moving average that is validated and kept; 0: off
     strategy: str = "none"  # "mirrored" | "multi-worker" (see `distribute`)
-    finetune_epochs: int = 3  # whole-backbone fine-tune from pixels after the cached phase; 0: off
+    finetune_epochs: int = 3  # backbone fine-tune from pixels after the cached phase; 0: off
     finetune_learning_rate: float = 3e-4
     finetune_batch_size: int = 64  # per replica
     finetune_from_block: int = 3  # the fine-tune keeps the stem and the backbone blocks before this one
