@@ -24,7 +24,9 @@ JARS=(/usr/share/java/junit4.jar /usr/share/java/hamcrest-core.jar /usr/share/ja
 missing() { ! command -v kotlinc >/dev/null || for jar in "${JARS[@]}"; do [ -f "$jar" ] || return 0; done; return 1; }
 if missing; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kotlin junit4 libjna-java >/dev/null
+        install() { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kotlin junit4 libjna-java >/dev/null; }
+        # once more after a pause: a mirror that fails one update is the usual cause, and must not pass unnoticed
+        install || { sleep 20; install; } || { echo "apt-get could not install kotlin junit4 libjna-java"; echo "0 passed, 1 failed"; exit 1; }
     else
         echo "kotlin, junit4 and libjna-java are needed: sudo apt-get install kotlin junit4 libjna-java" >&2
         exit 3
