@@ -43,7 +43,8 @@ def test_finetune_trains_the_backbone_from_its_first_tuned_block(trained_model):
     assert from_block > 0  # the default keeps some blocks, so both sides of the boundary are checked
     early = early_layer_prefixes(config["model"]["backbone"], from_block)
     pretrained = build_huse(HuseConfig.from_dict(config["model"]))
-    trained = ModelDir.load(trained_model).keras_model()
+    model_dir = ModelDir.load(trained_model)
+    trained = model_dir.keras_model()
     kept, moved = [], []
     for layer in pretrained.feature_extractor.layers:
         if not layer.get_weights():
@@ -58,7 +59,7 @@ def test_finetune_trains_the_backbone_from_its_first_tuned_block(trained_model):
     assert all(change == 0 for _, change in kept), [k for k in kept if k[1]]
     assert moved and all(change > 1e-5 for _, change in moved), moved
     assert moved[0][0].startswith(f"effnet_block{from_block}_"), moved[0]
-    metrics, finetune_epochs = ModelDir.load(trained_model).metrics, config["train"]["finetune_epochs"]
+    metrics, finetune_epochs = model_dir.metrics, config["train"]["finetune_epochs"]
     assert metrics["finetune_epochs"] == finetune_epochs > 0 and metrics["finetune_products_per_second"] > 0
     epochs = [int(line.split(",")[0]) for line in (trained_model / "history.csv").read_text().splitlines()[1:]]
     assert epochs == list(range(metrics["cached_epochs"] + finetune_epochs)), epochs
