@@ -73,15 +73,15 @@ def export_bundle(model_dir_path: str | Path, out: str | Path, variants: list[st
     data = representative_dataset(calib_images, calib_tokens, calib_outputs["image_embedding"],
                                   calib_outputs["text_embedding"])
 
-    models: dict[str, dict[str, bytes]] = {}
-    for variant in variants:
-        print(f"export: converting {variant}")
-        source = float_model
-        if variant == "int8":
-            chosen = order[:qat_products]
-            source = qat_finetune(float_model, model_dir, [train_part.products[i] for i in chosen],
-                                  [train_part.labels[i] for i in chosen], qat_epochs, qat_learning_rate)
-        models[variant] = convert(source, variant, data if variant in ("int8", "ptq_int8") else None)
+    from_float = [v for v in variants if v != "int8"]
+    print(f"export: converting {', '.join(variants)}")
+    models = convert(float_model, from_float, data) if from_float else {}
+    if "int8" in variants:
+        chosen = order[:qat_products]
+        qat = qat_finetune(float_model, model_dir, [train_part.products[i] for i in chosen],
+                           [train_part.labels[i] for i in chosen], qat_epochs, qat_learning_rate)
+        models.update(convert(qat, ["int8"], data))
+    models = {variant: models[variant] for variant in variants}
 
     parity_set = val_part.products[:parity_products] if parity_products else val_part.products
     parity_labels = np.asarray(val_part.labels[: len(parity_set)])

@@ -7,9 +7,14 @@ alone put the int8 file over 30% of the float one. A flatbuffer table may be ref
 places, so `write_model` stores each distinct table once; the interpreter reads exactly the same tensors, scales
 and weights (tests compare every signature's outputs byte for byte). Weight buffers keep the converter's 16-byte
 alignment, and named metadata buffers (`TFLITE_METADATA`, see `converters.metadata`) can be added on the way.
+
+`signature_model` cuts one signature out of a multi-signature model, so that each variant is converted once and
+its single-signature files run exactly the subgraph, weights and scales of the multi-signature file.
 """
 
 from __future__ import annotations
+
+import copy
 
 import flatbuffers
 import numpy as np
@@ -48,6 +53,53 @@ def write_model(model: schema.ModelT, metadata: dict[str, bytes] | None = None) 
         model.buffers, model.metadata = saved
         for tensor, quantization in originals:
             tensor.quantization = quantization
+
+
+# Operators whose options name other subgraphs: a subgraph that uses them cannot stand alone.
+_CONTROL_FLOW = {schema.BuiltinOperator.IF, schema.BuiltinOperator.WHILE, schema.BuiltinOperator.CALL_ONCE}
+
+
+def signature_model(model: schema.ModelT, signature: str) -> schema.ModelT:
+    """The model of one signature alone: its subgraph, the buffers and operator codes that subgraph uses, and the
+    model's metadata. `model` itself is left as it was."""
+    definition = next((s for s in model.signatureDefs or [] if s.signatureKey.decode() == signature), None)
+    if definition is None:
+        raise KeyError(f"the model has no signature {signature!r}")
+    source = model.subgraphs[definition.subgraphIndex]
+    buffers, buffer_index = [schema.BufferT()], {0: 0}  # buffer 0 stays the empty sentinel
+
+    def keep_buffer(index: int) -> int:
+        if index not in buffer_index:
+            buffer_index[index] = len(buffers)
+            buffers.append(model.buffers[index])
+        return buffer_index[index]
+
+    codes, code_index = [], {}
+    operators = []
+    for operator in source.operators or []:
+        code = model.operatorCodes[operator.opcodeIndex]
+        if max(code.builtinCode, code.deprecatedBuiltinCode) in _CONTROL_FLOW:
+            raise ValueError(f"signature {signature!r} calls other subgraphs; it cannot be cut out on its own")
+        if operator.opcodeIndex not in code_index:
+            code_index[operator.opcodeIndex] = len(codes)
+            codes.append(code)
+        operators.append(copy.copy(operator))
+        operators[-1].opcodeIndex = code_index[operator.opcodeIndex]
+    tensors = []
+    for tensor in source.tensors or []:
+        tensors.append(copy.copy(tensor))
+        tensors[-1].buffer = keep_buffer(tensor.buffer)
+    metadata = []
+    for entry in model.metadata or []:
+        metadata.append(copy.copy(entry))
+        metadata[-1].buffer = keep_buffer(entry.buffer)
+    single = copy.copy(model)
+    single.subgraphs = [copy.copy(source)]
+    single.subgraphs[0].tensors, single.subgraphs[0].operators = tensors, operators
+    single.signatureDefs = [copy.copy(definition)]
+    single.signatureDefs[0].subgraphIndex = 0
+    single.operatorCodes, single.buffers, single.metadata, single.metadataBuffer = codes, buffers, metadata, None
+    return single
 
 
 class _SharedTable:

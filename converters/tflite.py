@@ -1,4 +1,4 @@
-"""Keras HUSE model -> TFLite, one multi-signature file per variant plus one file per signature.
+"""Keras HUSE model -> TFLite, one multi-signature file per variant plus one file per signature cut out of it.
 
 Signatures (inputs -> outputs):
 - `embed_image`: image (N, H, W, 3) pixels 0..255 -> embedding (N, D)
@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from converters.flatbuffer import read_model, signature_model, write_model
 from huse_edge._tf import keras, tf
 from huse_edge.model import as_output_dict
 
@@ -93,8 +94,8 @@ def representative_dataset(images: np.ndarray, tokens: np.ndarray, image_embeddi
     return generate
 
 
-def _converter(saved_model: Path, signatures: list[str], variant: str, data: RepresentativeData | None):
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=signatures)
+def _converter(saved_model: Path, variant: str, data: RepresentativeData | None):
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=list(SIGNATURES))
     if variant == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -104,24 +105,30 @@ def _converter(saved_model: Path, signatures: list[str], variant: str, data: Rep
         if data is None:
             raise ValueError(f"{variant} conversion needs a representative dataset")
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: (
-            sample for key, sample in data() if key in signatures) if len(signatures) == 1 else data()
+        converter.representative_dataset = data
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.int8
     return converter
 
 
-def convert(model: keras.Model, variant: str, data: RepresentativeData | None = None) -> dict[str, bytes]:
-    """`{"all": multi-signature model, "<signature>": single-signature model}` as the converter's flatbuffer
-    bytes (the bundle writes them through `metadata.with_metadata`, which also shares quantisation tables)."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}")
+def convert(model: keras.Model, variants: Sequence[str],
+            data: RepresentativeData | None = None) -> dict[str, dict[str, bytes]]:
+    """Per variant, `{"all": multi-signature model, "<signature>": single-signature model}` as flatbuffer bytes:
+    the converter's multi-signature model, and each signature cut out of it (the bundle writes them all through
+    `metadata.with_metadata`, which also shares quantisation tables). The model is traced and saved once for all
+    the variants."""
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant {unknown[0]!r}")
     module = HuseSignatures(model)
+    models = {}
     with tempfile.TemporaryDirectory(prefix="huse-savedmodel-") as tmp:
         saved = Path(tmp) / "saved_model"
         tf.saved_model.save(module, str(saved), signatures=module.signatures())
-        models = {"all": _converter(saved, list(SIGNATURES), variant, data).convert()}
-        for name in SIGNATURES:
-            models[name] = _converter(saved, [name], variant, data).convert()
+        for variant in variants:
+            combined = _converter(saved, variant, data).convert()
+            parsed = read_model(combined)
+            models[variant] = {"all": combined,
+                               **{name: write_model(signature_model(parsed, name)) for name in SIGNATURES}}
     return models

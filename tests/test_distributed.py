@@ -7,7 +7,7 @@ is off: replicas draw their own masks), and the HUSE losses are those of the glo
 only by the order of floating-point sums (all-reduced gradients, the graph loss split across replicas): measured
 here, 1.3e-7 at most on any embedding coordinate after 3 epochs. The test allows 1e-4 per coordinate, logged
 losses within 1e-4 relative, and each top-1 within one test product (a near-tie may flip). Those runs leave out
-the whole-backbone fine-tune: there Adam's per-weight normalisation turns gradients at rounding level into full
+the backbone fine-tune: there Adam's per-weight normalisation turns gradients at rounding level into full
 steps whose sign follows the summation order (measured: 2.2e-4 on an embedding coordinate after one epoch), so the
 streamed test checks a fine-tune epoch by its logged global-batch losses instead.
 """
@@ -134,7 +134,7 @@ def test_losses_are_logged_for_the_global_batch(runs):
 
 def test_two_workers_stream_a_sharded_catalogue(slice_catalogue, tmp_path):
     """The same on TFRecord shards: both workers stream the photos and keep their part of every global batch, in
-    the cached phase and in a whole-backbone fine-tune epoch."""
+    the cached phase and in a backbone fine-tune epoch."""
     from huse_edge.shards import write_shards
 
     shards = tmp_path / "shards"

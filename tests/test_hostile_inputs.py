@@ -189,5 +189,5 @@ def test_conversion_is_byte_identical_from_the_same_weights(trained_model):
     from huse_edge.model_dir import ModelDir
 
     model = ModelDir.load(trained_model).keras_model()
-    first, second = convert(model, "float"), convert(model, "float")
+    first, second = convert(model, ["float"])["float"], convert(model, ["float"])["float"]
     assert first.keys() == second.keys() and all(first[k] == second[k] for k in first)
