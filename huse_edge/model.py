@@ -7,6 +7,9 @@ classification layer applied to both embeddings.
 - `feature_extractor`: pixels -> the frozen backbone output that is cached once per catalogue (None when the
   backbone trains from pixels);
 - `trainable`: cached features + tokens -> the same outputs; what `fit` optimises.
+
+`HuseModel.split_at(block)` gives two more views for the fine-tune, which keeps the backbone's stem and first
+blocks frozen: pixels -> the output of the blocks before `block`, and that output + tokens -> the same outputs.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Callable
 
 from huse_edge._tf import keras
 from huse_edge.backbones import build_backbone
@@ -75,6 +79,12 @@ class HuseModel:
     trainable: keras.Model
     feature_extractor: keras.Model | None
     backbone_source: str
+    _split: Callable[[int], tuple[keras.Model, keras.Model] | None] = lambda block: None
+
+    def split_at(self, block: int) -> tuple[keras.Model, keras.Model] | None:
+        """(pixels -> output of the backbone blocks before `block`, that output + tokens -> outputs), sharing
+        this model's layers; None when the backbone cannot be split there (Keras applications, block 0)."""
+        return self._split(block)
 
 
 def _mlp_head(name: str, hidden: int, dim: int, dropout: float):
@@ -135,10 +145,21 @@ def build_huse(config: HuseConfig, backbone_weights: str | Path | None = None,
     features = keras.Input(cached.shape[1:], dtype=cached.dtype, name="image_features")
     trainable = keras.Model([features, tokens], _outputs(parts.top(features), tokens, *heads), name="huse_train")
     extractor = keras.Model(pixels, cached, name="huse_features") if parts.bottom else None
+
+    def split(block: int) -> tuple[keras.Model, keras.Model] | None:
+        halves = parts.split_at(block) if parts.pretrained else None
+        if halves is None:
+            return None
+        bottom, top = halves
+        early = bottom(pixels)
+        early_input = keras.Input(early.shape[1:], dtype=early.dtype, name="image_features")
+        return (keras.Model(pixels, early, name="huse_early_features"),
+                keras.Model([early_input, tokens], _outputs(top(early_input), tokens, *heads), name="huse_finetune"))
+
     parts.load_weights()
     if parts.pretrained:  # fine-tune the top blocks with frozen batch statistics, as is usual for small batches
         frozen = extractor.layers if extractor is not None else []
         for layer in [*frozen, *trainable.layers]:
             if layer in frozen or isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False
-    return HuseModel(config, inference, trainable, extractor, parts.source)
+    return HuseModel(config, inference, trainable, extractor, parts.source, split)
