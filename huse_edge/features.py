@@ -97,7 +97,7 @@ def cached_features(model: HuseModel, products: Sequence[Product], cache_dir: st
                                  batch_size) if pixels is None else \
             (pixels[start: start + batch_size] for start in range(0, len(pixels), batch_size))
         for batch in batches:
-            values = model.feature_extractor.predict_on_batch(tf.cast(batch, tf.float32))
+            values = model.feature_extractor(tf.cast(batch, tf.float32), training=False).numpy()
             out[row: row + len(values)] = values
             row += len(values)
             progress.update(row)

@@ -146,7 +146,8 @@ def streamed_batches(files: list[str], part: LabelledCatalogue, tokens: np.ndarr
 
 def _batched(data: tf.data.Dataset, batch_size: int, seed: int, augmentation: Augmentation) -> tf.data.Dataset:
     """Batches of ((image, tokens), label) examples with float32 images. `augmentation.flip` mirrors a random half
-    of the images (or takes their mirrored view, for an (image, mirrored) pair); `token_dropout` replaces that share of the real (non-padding) tokens by [UNK], which is what
+    of the images (or takes their mirrored view, for an (image, mirrored) pair); `token_dropout` replaces that
+    share of the real (non-padding) tokens by [UNK], which is what
     an unseen word looks like at inference. The randomness comes from a seeded stream of draws zipped to the
     examples in order (the token mask from a stateless generator keyed by the batch's first draw), not from a
     random op inside the parallel map, whose draws would follow thread scheduling and make seeded runs differ."""
@@ -358,13 +359,11 @@ def predict_batches(network: keras.Model, batches: tf.data.Dataset) -> tuple[dic
 
 
 def _collect_outputs(network: keras.Model, inputs) -> dict[str, np.ndarray]:
-    """Through `predict_on_batch`, the model's cached inference graph: an eager call skips TensorFlow's graph
-    optimisations and runs at half the speed on a 2-core CPU."""
     outputs: dict[str, list] = {k: [] for k in OUTPUTS}
     for batch_inputs in inputs:
-        batch = as_output_dict(network.predict_on_batch(batch_inputs))
+        batch = as_output_dict(network(batch_inputs, training=False))
         for key in OUTPUTS:
-            outputs[key].append(batch[key])
+            outputs[key].append(batch[key].numpy())
     return {k: np.concatenate(v) for k, v in outputs.items()}
 
 

@@ -64,3 +64,30 @@ def test_saved_model_reloads_in_safe_mode_without_lambda(tmp_path):
 def test_config_round_trip():
     config = HuseConfig(**SMALL)
     assert HuseConfig.from_dict(config.to_dict()) == config
+
+
+def test_split_views_compute_the_inference_network_and_the_mirror_view_is_exact():
+    """The fine-tune's two views (pixels -> frozen early blocks; their output + tokens -> outputs) share the
+    model's layers and together give the inference network's outputs; the mirrored view is the early blocks'
+    output of the mirrored photo, which reversing the feature map is not."""
+    from huse_edge.features import frozen_outputs
+
+    model = build_huse(HuseConfig(num_classes=5, vocab_size=50))
+    assert model.backbone_source.startswith("ImageNet"), model.backbone_source
+    early, network = model.split_at(3)
+    assert model.split_at(0) is None  # block 0 trains the stem: nothing to split off
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (4, 128, 96, 3), dtype=np.uint8)
+    tokens = rng.integers(0, 50, (4, 16)).astype(np.int32)
+    whole = model.inference([pixels.astype(np.float32), tokens], training=False)
+    features = frozen_outputs(early, pixels)
+    assert features.dtype == np.float16 and features.shape == (4, 32, 24, 24)
+    parts = network([features.astype(np.float32), tokens], training=False)
+    for name in ("image_embedding", "fused_probabilities"):  # float16 storage of the early output only
+        np.testing.assert_allclose(parts[name].numpy(), whole[name].numpy(), atol=2e-3)
+    np.testing.assert_array_equal(parts["text_embedding"].numpy(), whole["text_embedding"].numpy())
+    mirrored = frozen_outputs(early, pixels, mirror=True).astype(np.float32)
+    exact = early(pixels[:, :, ::-1].astype(np.float32), training=False).numpy()
+    scale = np.abs(exact).max()
+    assert np.abs(mirrored - exact).max() <= scale * 2 ** -10
+    assert np.abs(features[:, :, ::-1].astype(np.float32) - exact).max() > 0.1 * scale
