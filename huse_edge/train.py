@@ -477,10 +477,10 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
         print(f"worker done in {sum(p.seconds for p in phases):.0f} s; the chief writes the model directory")
         return {}
     runner.load_best(model)
-    network, eval_batches = (network_of(model), batches)
-    if finetune:
-        network, eval_batches = (model.split_at(train_config.finetune_from_block)[1] if split is not None
-                                 else _pixel_network(model)), pixel_batches
+    if not finetune:
+        network, eval_batches = network_of(model), batches
+    else:  # the split view built above shares `model`'s layers, which now hold the best weights
+        network, eval_batches = (split[1] if split is not None else _pixel_network(model)), pixel_batches
     config = _tune_fusion(model, config, *predict_batches(network, eval_batches("val", 512)))
 
     metrics = evaluate_outputs(*predict_batches(network, eval_batches("test", 512)), hierarchy)
