@@ -21,7 +21,12 @@ done
 cd "$(dirname "$0")"  # after the paths above are made absolute
 
 JARS=(/usr/share/java/junit4.jar /usr/share/java/hamcrest-core.jar /usr/share/java/jna.jar)
-missing() { ! command -v kotlinc >/dev/null || for jar in "${JARS[@]}"; do [ -f "$jar" ] || return 0; done; return 1; }
+# true when kotlinc or one of the jars is absent
+missing() {
+    command -v kotlinc >/dev/null || return 0
+    for jar in "${JARS[@]}"; do [ -f "$jar" ] || return 0; done
+    return 1
+}
 if missing; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         install() { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kotlin junit4 libjna-java >/dev/null; }
