@@ -118,12 +118,12 @@ def _shared_classifier(config: HuseConfig):
     return lambda embedding: dense(scale(embedding))
 
 
-def _outputs(image_features, tokens, config: HuseConfig, image_head, text_encoder, text_head, classifier):
+def _outputs(image_features, tokens, image_head, text_encoder, text_head, classifier, fusion):
     image_embedding = image_head(image_features)
     text_embedding = text_head(text_encoder(tokens))
     image_logits = classifier(image_embedding)
     text_logits = classifier(text_embedding)
-    fused = FusedProbabilities(config.fusion_image_weight, name="fused")([image_logits, text_logits])
+    fused = fusion([image_logits, text_logits])
     return dict(zip(OUTPUTS, (image_embedding, text_embedding, image_logits, text_logits, fused)))
 
 
@@ -139,7 +139,9 @@ def build_huse(config: HuseConfig, backbone_weights: str | Path | None = None,
     pixels = keras.Input((config.image_height, config.image_width, 3), dtype="float32", name="image")
     tokens = keras.Input((config.max_length,), dtype="int32", name="tokens")
     cached = parts.bottom(pixels) if parts.bottom else pixels
-    heads = (config, image_head, text_encoder, text_head, classifier)
+    # one fusion layer for every view: the image weight tuned after training is then the weight of each of them
+    fusion = FusedProbabilities(config.fusion_image_weight, name="fused")
+    heads = (image_head, text_encoder, text_head, classifier, fusion)
     inference = keras.Model([pixels, tokens], _outputs(parts.top(cached), tokens, *heads), name="huse")
 
     features = keras.Input(cached.shape[1:], dtype=cached.dtype, name="image_features")

@@ -506,8 +506,7 @@ def _tune_fusion(model: HuseModel, config: HuseConfig, outputs: dict[str, np.nda
                  labels: np.ndarray) -> HuseConfig:
     """Sets the late-fusion image weight chosen on the validation split in both networks and the config."""
     weight = best_fusion_weight(outputs["image_logits"], outputs["text_logits"], labels)
-    for network in (model.trainable, model.inference):
-        network.get_layer("fused").image_weight = weight
+    model.inference.get_layer("fused").image_weight = weight  # the layer every view of the model shares
     print(f"late fusion: image weight {weight:.2f} (best fused top-1 on the validation split)")
     return replace(config, fusion_image_weight=weight)
 

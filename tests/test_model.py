@@ -76,6 +76,9 @@ def test_split_views_compute_the_inference_network_and_the_mirror_view_is_exact(
     assert model.backbone_source.startswith("ImageNet"), model.backbone_source
     early, network = model.split_at(3)
     assert model.split_at(0) is None  # block 0 trains the stem: nothing to split off
+    # the fusion weight tuned after training reaches every view (the fine-tune's view reports the test metrics)
+    model.inference.get_layer("fused").image_weight = 0.2
+    assert network.get_layer("fused") is model.inference.get_layer("fused") is model.trainable.get_layer("fused")
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (4, 128, 96, 3), dtype=np.uint8)
     tokens = rng.integers(0, 50, (4, 16)).astype(np.int32)
