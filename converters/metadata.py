@@ -94,7 +94,8 @@ _SUBGRAPH_DESCRIPTIONS = {
     "embed_image": "Image tower: product photo -> universal embedding.",
     "embed_text": "Text tower: title token ids -> universal embedding.",
     "classify": "Shared classification layer: universal embedding (of either tower) -> class probabilities.",
-    "classify_product": "Photo and title -> late-fused class probabilities (weighted mean of the two towers').",
+    "classify_product": "Photo and title -> late-fused class probabilities (softmax of the weighted mean of the two "
+                        "towers' logits).",
 }
 
 

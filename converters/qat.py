@@ -5,7 +5,7 @@ Annotation rules (what the default `quantize_model` cannot do on its own):
   BatchNormalization (not in the registry, but the Conv+BN(+ReLU) transforms fold it only when it is annotated)
   get the default configuration;
 - weightless HUSE layers whose output range matters (L2 normalisation, the logit scale, the pixel
-  normalisation, the late-fusion mean) get `OutputQuantizeConfig`: only their output is fake-quantised;
+  normalisation, the late fusion) get `OutputQuantizeConfig`: only their output is fake-quantised;
 - the token `Embedding` is left unannotated: its int32 input must never reach a FakeQuant op (the converter
   still quantises its table and calibrates its output from the representative dataset);
 - `DepthwiseConv2D` and its BatchNorm get no fake-quant at all (`FloatQuantizeConfig`): TFMOT quantises the

@@ -1,8 +1,8 @@
 """Metrics on a split: classification per modality and hierarchy level, and class-level retrieval recall.
 
-Fusion: the fused prediction is a weighted mean of the image and text class probabilities (late fusion through
-the shared classification layer; the image weight is chosen on the validation split after training), the same
-computation as the exported `classify_product` signature.
+Fusion: the fused prediction is the softmax of the weighted mean of the image and text logits (late fusion through
+the shared classification layer, `layers.FusedProbabilities`; the image weight is chosen on the validation split
+after training), the same computation as the exported `classify_product` signature.
 
 Class-level Recall@K (the HUSE paper's retrieval metric): a query counts as a hit when at least one of its K
 nearest neighbours (cosine) in the gallery has the query's class. Image->text and text->image search the other
@@ -51,9 +51,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def best_fusion_weight(image_logits: np.ndarray, text_logits: np.ndarray, labels: np.ndarray) -> float:
     """The image weight of late fusion with the best top-1 on these (validation) outputs, on a 0.05 grid; among
     equally good weights the one closest to the plain mean."""
-    image, text = softmax(image_logits), softmax(text_logits)
     grid = sorted(np.round(np.arange(0.0, 1.0001, 0.05), 2), key=lambda w: abs(w - 0.5))
-    accuracy = {w: float(np.mean(np.argmax(w * image + (1 - w) * text, axis=1) == labels)) for w in grid}
+    accuracy = {w: float(np.mean(np.argmax(w * image_logits + (1 - w) * text_logits, axis=1) == labels))
+                for w in grid}
     return float(max(grid, key=lambda w: accuracy[w]))
 
 

