@@ -504,7 +504,8 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
 
 def _tune_fusion(model: HuseModel, config: HuseConfig, outputs: dict[str, np.ndarray],
                  labels: np.ndarray) -> HuseConfig:
-    """Sets the late-fusion image weight chosen on the validation split in both networks and the config."""
+    """Sets the late-fusion image weight chosen on the validation split in the model (one fusion layer serves all
+    its views) and the config."""
     weight = best_fusion_weight(outputs["image_logits"], outputs["text_logits"], labels)
     model.inference.get_layer("fused").image_weight = weight  # the layer every view of the model shares
     print(f"late fusion: image weight {weight:.2f} (best fused top-1 on the validation split)")
