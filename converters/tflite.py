@@ -4,7 +4,7 @@ Signatures (inputs -> outputs):
 - `embed_image`: image (N, H, W, 3) pixels 0..255 -> embedding (N, D)
 - `embed_text`: tokens (N, L) int32 -> embedding (N, D)
 - `classify`: embedding (N, D) -> probabilities (N, K) (softmax of the shared layer)
-- `classify_product`: image + tokens -> probabilities (N, K) (mean of the two towers' probabilities)
+- `classify_product`: image + tokens -> probabilities (N, K) (the model's late fusion, `layers.FusedProbabilities`)
 Full-int8 variants take the image as uint8 (scale ~1: raw pixels), tokens as int32, and return int8 outputs whose
 scale and zero point are in the model; the runtime dequantises them.
 """
