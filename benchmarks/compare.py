@@ -109,7 +109,8 @@ def main() -> None:
             float_row = next((f for f in rows if f.get("variant") == "float" and f["runtime"] == r["runtime"]
                               and f["threads"] == r["threads"]), None)
             if float_row:
-                ratios.append(f"QAT int8 image tower on {r['runtime']} ({r['threads']} threads): "
+                threads = f"{r['threads']} thread{'s' * (r['threads'] != 1)}"
+                ratios.append(f"QAT int8 image tower on {r['runtime']} ({threads}): "
                               f"{float_row['image_ms'] / r['image_ms']:.1f}× the float TFLite tower, "
                               f"{r['image_speedup_vs_keras']:.1f}× Keras float predict")
     float_size = next((r["size_mb"] for r in rows if r.get("variant") == "float"), None)
