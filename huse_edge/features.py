@@ -43,12 +43,14 @@ def load_pixels(paths: Sequence[Path], height: int, width: int, batch_size: int 
     return np.concatenate(batches) if batches else np.zeros((0, height, width, 3), np.uint8)
 
 
-def frozen_outputs(model: keras.Model, pixels: np.ndarray, batch_size: int = 64, mirror: bool = False) -> np.ndarray:
+def frozen_outputs(model: keras.Model, pixels: np.ndarray, batch_size: int = 64, mirror: bool = False,
+                   rows: np.ndarray | None = None) -> np.ndarray:
     """`model`'s outputs over uint8 photos, in batches, as float16 (what the feature cache stores); `mirror` flips
-    every photo left to right first."""
-    out = np.empty((len(pixels), *model.output_shape[1:]), np.float16)
-    for start in range(0, len(pixels), batch_size):
-        batch = pixels[start: start + batch_size]
+    every photo left to right first; `rows` selects photos of `pixels` (all by default) without copying them."""
+    rows = np.arange(len(pixels)) if rows is None else rows
+    out = np.empty((len(rows), *model.output_shape[1:]), np.float16)
+    for start in range(0, len(rows), batch_size):
+        batch = pixels[rows[start: start + batch_size]]
         out[start: start + len(batch)] = model.predict_on_batch(
             tf.cast(batch[:, :, ::-1] if mirror else batch, tf.float32))
     return out

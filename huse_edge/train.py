@@ -120,11 +120,23 @@ def training_batches(images: np.ndarray | tuple[np.ndarray, np.ndarray], tokens:
                      augmentation: Augmentation = Augmentation()) -> tf.data.Dataset:
     """((float32 images or features, tokens), labels) batches from arrays in memory (see `_batched`). `images`
     may be a pair (features, features of the mirrored photos), from which the flip picks instead of mirroring
-    the feature map."""
-    data = tf.data.Dataset.from_tensor_slices(((images, tokens), labels.astype(np.int32)))
+    the feature map. The dataset shuffles row numbers and each batch gathers its rows from the arrays, which stay
+    where they are: slicing the arrays into the dataset would copy them into a tensor and, shuffled, into a
+    buffer of every example again (gigabytes for the fine-tune's inputs)."""
+    arrays = ((images, tokens), labels.astype(np.int32))
+    flat = tf.nest.flatten(arrays)
+
+    def gather(rows: tf.Tensor):
+        values = tf.numpy_function(lambda r: [a[r] for a in flat], [rows], [tf.as_dtype(a.dtype) for a in flat],
+                                   stateful=False)
+        for value, array in zip(values, flat):
+            value.set_shape((None, *array.shape[1:]))
+        return tf.nest.pack_sequence_as(arrays, values)
+
+    rows = tf.data.Dataset.range(len(labels))
     if shuffle:
-        data = data.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    return _batched(data, batch_size, seed, augmentation)
+        rows = rows.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    return _batched(rows, batch_size, seed, augmentation, gather)
 
 
 def streamed_batches(files: list[str], part: LabelledCatalogue, tokens: np.ndarray, config: HuseConfig,
@@ -144,18 +156,19 @@ def streamed_batches(files: list[str], part: LabelledCatalogue, tokens: np.ndarr
     return _batched(data, batch_size, seed, augmentation)
 
 
-def _batched(data: tf.data.Dataset, batch_size: int, seed: int, augmentation: Augmentation) -> tf.data.Dataset:
-    """Batches of ((image, tokens), label) examples with float32 images. `augmentation.flip` mirrors a random half
-    of the images (or takes their mirrored view, for an (image, mirrored) pair); `token_dropout` replaces that
-    share of the real (non-padding) tokens by [UNK], which is what
+def _batched(data: tf.data.Dataset, batch_size: int, seed: int, augmentation: Augmentation,
+             lookup: Callable = lambda batch: batch) -> tf.data.Dataset:
+    """Batches of ((image, tokens), label) examples, or of what `lookup` turns a batch of into them, with float32
+    images. `augmentation.flip` mirrors a random half of the images (or takes their mirrored view, for an (image,
+    mirrored) pair); `token_dropout` replaces that share of the real (non-padding) tokens by [UNK], which is what
     an unseen word looks like at inference. The randomness comes from a seeded stream of draws zipped to the
     examples in order (the token mask from a stateless generator keyed by the batch's first draw), not from a
     random op inside the parallel map, whose draws would follow thread scheduling and make seeded runs differ."""
     draws = tf.data.Dataset.random(seed=seed)
     data = tf.data.Dataset.zip((data, draws))
 
-    def to_float(example, draw):
-        (image, ids), label = example
+    def to_float(batch, draw):
+        (image, ids), label = lookup(batch)
         flip = draw % 2 == 1
         if isinstance(image, tuple):  # (view, the view of the mirrored photo): the flip picks the mirrored one
             image, mirrored = image
@@ -438,10 +451,11 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
         images_all = image_inputs(model, labelled.products, Path(cache_dir) if cache_dir else out_dir / "cache",
                                   pixels_all)
         images = {name: np.asarray(images_all[row]) for name, row in rows.items()}
-        pixels = {name: pixels_all[row] for name, row in rows.items()} if finetune else images
-        del pixels_all, images_all
         if split is not None:  # the fine-tune trains on the frozen blocks' outputs, computed once
-            pixels = early_block_inputs(split[0], pixels)
+            pixels = early_block_inputs(split[0], pixels_all, rows)
+        else:
+            pixels = {name: pixels_all[row] for name, row in rows.items()} if finetune else images
+        del pixels_all, images_all
         network_of = _trainable_network
 
         def batches(name: str, size: int, shuffle: bool = False,
@@ -532,14 +546,14 @@ def finetune_network(model: HuseModel, from_block: int = 0, split: bool = False)
     return model.split_at(from_block)[1] if split else model.inference
 
 
-def early_block_inputs(early: keras.Model, pixels: dict[str, np.ndarray]) -> dict:
-    """The frozen early blocks' outputs (float16, as the feature cache) of each split's photos, and for the
-    training split also of the mirrored photos: the fine-tune's random flip then picks the exact features of
-    the mirrored photo. The frozen layers' forward pass is about a fifth of a fine-tune step at 128x96; this
-    runs it once per photo and view instead of once per epoch."""
+def early_block_inputs(early: keras.Model, pixels: np.ndarray, rows: dict[str, np.ndarray]) -> dict:
+    """The frozen early blocks' outputs (float16, as the feature cache) of each split's photos (its `rows` of
+    `pixels`), and for the training split also of the mirrored photos: the fine-tune's random flip then picks the
+    exact features of the mirrored photo. The frozen layers' forward pass is about a fifth of a fine-tune step at
+    128x96; this runs it once per photo and view instead of once per epoch."""
     start = time.perf_counter()
-    inputs = {name: frozen_outputs(early, part) for name, part in pixels.items()}
-    inputs["train"] = (inputs["train"], frozen_outputs(early, pixels["train"], mirror=True))
+    inputs = {name: frozen_outputs(early, pixels, rows=row) for name, row in rows.items()}
+    inputs["train"] = (inputs["train"], frozen_outputs(early, pixels, mirror=True, rows=rows["train"]))
     print(f"fine-tune inputs: outputs of the frozen blocks {inputs['val'].shape[1:]} of every photo and of the "
           f"mirrored training photos in {time.perf_counter() - start:.0f} s")
     return inputs

@@ -35,3 +35,22 @@ def test_flip_mirrors_some_feature_maps_and_no_augmentation_changes_nothing():
     mirrored = np.array([np.array_equal(f, x[:, ::-1].astype(np.float32)) for f, x in zip(flipped, features)])
     kept = np.array([np.array_equal(f, x.astype(np.float32)) for f, x in zip(flipped, features)])
     assert np.all(mirrored | kept) and 0.25 < mirrored.mean() < 0.75
+
+
+def test_shuffled_batches_keep_each_products_image_tokens_and_label_together_and_visit_every_row_once():
+    rows = np.arange(100)
+    features = np.broadcast_to(rows[:, None, None, None], (100, 4, 3, 2)).astype(np.float16)
+    mirrored = -features
+    tokens = np.broadcast_to(rows[:, None] + 2, (100, 16)).astype(np.int32)
+    data = training_batches((features, mirrored), tokens, rows, 32, True, 0, Augmentation(flip=True))
+    epochs = []
+    for _ in range(2):
+        batches = list(data)
+        images = np.concatenate([b[0][0].numpy() for b in batches])
+        labels = np.concatenate([b[1].numpy() for b in batches])
+        assert np.array_equal(np.abs(images[:, 0, 0, 0]), labels)  # the view (or its mirror) of that row
+        assert np.array_equal(np.concatenate([b[0][1].numpy() for b in batches])[:, 0], labels + 2)
+        assert 0.25 < (images[:, 0, 0, 0] < 0).mean() < 0.75  # the mirrored view for about half
+        assert np.array_equal(np.sort(labels), rows)
+        epochs.append(labels)
+    assert not np.array_equal(epochs[0], epochs[1]) and not np.array_equal(epochs[0], rows)
