@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from huse_edge.memory import peak_rss_mb
 
 TIMED_SIGNATURES = ("embed_image", "embed_text", "classify", "classify_product")
 MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
@@ -109,7 +110,7 @@ def run_worker(bundle_path: str, variant: str, backend: str, threads: int | None
         photo = image or str(_sample_jpeg(80, 60, Path(folder)))
         e2e = percentiles(time_calls(lambda: runtime.classify_product([photo], titles[:1]), runs))
     results["signatures"]["end_to_end_classify"] = e2e
-    results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    results["peak_rss_mb"] = peak_rss_mb()
     results["practical_peak_gflops"] = practical_peak_gflops()
     return results
 

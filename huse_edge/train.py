@@ -33,6 +33,7 @@ from huse_edge.evaluate import best_fusion_weight, evaluate_outputs, format_metr
 from huse_edge.features import cached_features, frozen_outputs, load_pixels
 from huse_edge.hierarchy import cosine_distances
 from huse_edge.loss import COMPONENTS, HuseLoss, LossWeights, global_values
+from huse_edge.memory import peak_rss_mb
 from huse_edge.model import OUTPUTS, HuseConfig, HuseModel, as_output_dict, build_huse
 from huse_edge.model_dir import save_model_dir
 from huse_edge.shards import is_shard_dir, read_shard_catalogue, shard_files, stream_images
@@ -502,6 +503,7 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
     for phase in phases:
         metrics.update(phase.metrics(train_size))
     metrics["total_seconds"] = time.perf_counter() - started
+    metrics["peak_rss_mb"] = peak_rss_mb()
     full_config = {
         "huse_edge_version": __version__, "model": config.to_dict(), "train": asdict(train_config),
         "loss": loss_weights.to_dict(), "columns": {**asdict(columns), "category": list(columns.category)},
@@ -512,7 +514,7 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
     print(format_metrics(metrics))
     print(f"trained in {metrics['total_seconds'] / 60:.1f} min (features {feature_seconds:.0f} s, "
           + ", ".join(f"{p.name} {p.seconds:.0f} s at {p.products_per_second(train_size):.0f} products/s"
-                      for p in phases) + f"); model directory: {out_dir}")
+                      for p in phases) + f"; peak memory {metrics['peak_rss_mb'] / 1024:.1f} GiB); model directory: {out_dir}")
     return metrics
 
 
