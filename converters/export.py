@@ -27,7 +27,7 @@ from huse_edge.evaluation_job import labelled_split, model_inputs
 from huse_edge.loss import HuseLoss, LossWeights
 from huse_edge.model_dir import ModelDir
 from huse_edge.runtime import HuseRuntime, RuntimeOptions
-from huse_edge.train import HuseTrainer, predict_outputs
+from huse_edge.train import HuseTrainer, predict_outputs, training_batches
 from huse_edge.tokenizer import __doc__ as TOKENIZER_SPEC
 from huse_edge.transform import __doc__ as TRANSFORM_SPEC
 
@@ -43,8 +43,7 @@ def qat_finetune(float_model: keras.Model, model_dir: ModelDir, products, labels
     images, tokens = model_inputs(model_dir, products)
     calibrate_ranges(qat, float_model, [[images[i: i + batch_size].astype(np.float32), tokens[i: i + batch_size]]
                            for i in range(0, min(len(tokens), 256), batch_size)])
-    data = tf.data.Dataset.from_tensor_slices(((images.astype(np.float32), tokens), np.asarray(labels, np.int32)))
-    data = data.shuffle(len(labels), seed=0).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    data = training_batches(images, tokens, np.asarray(labels), batch_size, shuffle=True, seed=0)
     trainer = HuseTrainer(qat, HuseLoss(model_dir.class_distances, LossWeights(**model_dir.config["loss"])))
     trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))
     start = time.perf_counter()
