@@ -514,7 +514,8 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
     print(format_metrics(metrics))
     print(f"trained in {metrics['total_seconds'] / 60:.1f} min (features {feature_seconds:.0f} s, "
           + ", ".join(f"{p.name} {p.seconds:.0f} s at {p.products_per_second(train_size):.0f} products/s"
-                      for p in phases) + f"; peak memory {metrics['peak_rss_mb'] / 1024:.1f} GiB); model directory: {out_dir}")
+                      for p in phases)
+          + f"; peak memory {metrics['peak_rss_mb'] / 1024:.1f} GiB); model directory: {out_dir}")
     return metrics
 
 
