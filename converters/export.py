@@ -37,13 +37,15 @@ class ExportRefused(RuntimeError):
 
 
 def qat_finetune(float_model: keras.Model, model_dir: ModelDir, products, labels, epochs: int,
-                 learning_rate: float, batch_size: int = 32) -> keras.Model:
-    """QAT copy of the model, fine-tuned on the same three HUSE losses as training."""
+                 learning_rate: float, batch_size: int = 32, seed: int = 0) -> keras.Model:
+    """QAT copy of the model, fine-tuned on the same three HUSE losses as training. Seeded like training (the
+    dropout masks and the batch order), so that exporting the same model twice gives the same int8 file."""
+    keras.utils.set_random_seed(seed)
     qat = quantize_aware(float_model)
     images, tokens = model_inputs(model_dir, products)
     calibrate_ranges(qat, float_model, [[images[i: i + batch_size].astype(np.float32), tokens[i: i + batch_size]]
                            for i in range(0, min(len(tokens), 256), batch_size)])
-    data = training_batches(images, tokens, np.asarray(labels), batch_size, shuffle=True, seed=0)
+    data = training_batches(images, tokens, np.asarray(labels), batch_size, shuffle=True, seed=seed)
     trainer = HuseTrainer(qat, HuseLoss(model_dir.class_distances, LossWeights(**model_dir.config["loss"])))
     trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))
     start = time.perf_counter()

@@ -67,9 +67,17 @@ def with_metadata(model: bytes, about: ModelDescription) -> bytes:
     out = io.BytesIO(write_model(parsed, {METADATA_NAME: metadata_buffer(about, subgraphs)}))
     out.seek(0, io.SEEK_END)
     with zipfile.ZipFile(out, "a", zipfile.ZIP_STORED) as archive:
-        archive.writestr(LABELS_FILE, about.labels)
-        archive.writestr(VOCAB_FILE, about.vocab)
+        for name, data in ((LABELS_FILE, about.labels), (VOCAB_FILE, about.vocab)):
+            archive.writestr(_reproducible_entry(name), data)
     return out.getvalue()
+
+
+def _reproducible_entry(name: str) -> zipfile.ZipInfo:
+    """A zip entry dated like reproducible builds date theirs (the format's earliest date, readable permissions),
+    so that the same model exported twice gives the same bytes."""
+    entry = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    entry.external_attr = 0o644 << 16
+    return entry
 
 
 def metadata_buffer(about: ModelDescription, subgraphs: list[tuple[str, list[str], list[str]]]) -> bytes:
