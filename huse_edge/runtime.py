@@ -77,6 +77,15 @@ _DETAILS = (("litert", "no-xnnpack"), ("litert-compiled", "cpu"), ("litert-compi
             ("litert-compiled", "npu"))
 
 
+# What installs each backend: the edge install (`pip install huse-edge`) carries LiteRT only.
+_INSTALL = {"litert": "huse-edge", "litert-reference": "huse-edge", "litert-compiled": "huse-edge",
+            "tflite-runtime": "huse-edge[edge-legacy]", "tf-lite": "huse-edge[train]"}
+
+
+def _not_installed(backend: str, error: ImportError) -> BackendUnavailable:
+    return BackendUnavailable(f"{backend}: not installed ({error}); pip install '{_INSTALL[backend]}' adds it")
+
+
 def _interpreter_module(backend: str):
     names = {"litert": "ai_edge_litert.interpreter", "litert-reference": "ai_edge_litert.interpreter",
              "tflite-runtime": "tflite_runtime.interpreter"}
@@ -88,7 +97,7 @@ def _interpreter_module(backend: str):
             return importlib.import_module("tensorflow").lite
         return importlib.import_module(names[backend])
     except ImportError as error:
-        raise BackendUnavailable(f"{backend}: not installed ({error})") from None
+        raise _not_installed(backend, error) from None
 
 
 def _quantise(values: np.ndarray, detail: dict) -> np.ndarray:
@@ -150,7 +159,7 @@ class _CompiledModelSignatures:
             from ai_edge_litert.compiled_model import CompiledModel
             from ai_edge_litert.hardware_accelerator import HardwareAccelerator
         except ImportError as error:
-            raise BackendUnavailable(f"litert-compiled: not installed ({error})") from None
+            raise _not_installed("litert-compiled", error) from None
         accelerator = {"cpu": HardwareAccelerator.CPU, "gpu": HardwareAccelerator.GPU,
                        "npu": HardwareAccelerator.NPU}[options.accelerator]
         try:

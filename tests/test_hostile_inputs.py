@@ -3,6 +3,7 @@ killed with SIGKILL, and byte-identical conversions."""
 
 import json
 import math
+import re
 import shutil
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from huse_edge.bundle import MANIFEST, Bundle, BundleError, sha256_of
-from huse_edge.runtime import BackendUnavailable, HuseRuntime, InputError
+from huse_edge.runtime import BackendUnavailable, HuseRuntime, InputError, RuntimeOptions
 from huse_edge.transform import ImageError, load_rgb
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -90,6 +91,14 @@ def test_garbage_model_with_a_matching_hash_is_refused_not_run(int8_bundle, tmp_
     (copy / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(BackendUnavailable, match="cannot load"):
         HuseRuntime(Bundle.load(copy), "int8")
+
+
+def test_an_absent_runtime_is_reported_with_what_installs_it(int8_bundle, monkeypatch):
+    """A board or venv without an interpreter gets the pip line, not an ImportError traceback."""
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # what importing an absent package finds
+    with pytest.raises(BackendUnavailable, match=re.escape("tf-lite: not installed")) as error:
+        HuseRuntime(Bundle.load(int8_bundle[0]), "int8", RuntimeOptions.from_label("tf-lite"))
+    assert "pip install 'huse-edge[train]'" in str(error.value)
 
 
 def test_wrong_shapes_and_dtypes_are_refused(int8_bundle):
