@@ -3,7 +3,8 @@
 Backends (all optional; an absent one raises `BackendUnavailable` with the reason):
 - `litert`: ai-edge-litert Interpreter with its default XNNPACK CPU delegate (`xnnpack=False` turns it off);
 - `litert-reference`: ai-edge-litert with the reference kernels (the numerical ground truth, slow);
-- `litert-compiled`: ai-edge-litert CompiledModel (CPU, or the GPU/NPU accelerators where the platform has them);
+- `litert-compiled`: ai-edge-litert CompiledModel on the CPU, the GPU (with the CPU for the ops the GPU lacks) or an
+  NPU, where the machine has them;
 - `tflite-runtime`: the legacy `tflite_runtime` package many edge boards still run;
 - `tf-lite`: `tf.lite.Interpreter` from a full TensorFlow install.
 External delegates (GPU, Edge TPU `libedgetpu.so`, vendor NPUs) are loaded by path with their options.
@@ -12,15 +13,19 @@ This module never imports TensorFlow unless the `tf-lite` backend is asked for.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import json
+import os
+import re
 import struct
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -91,8 +96,6 @@ def _interpreter_module(backend: str):
              "tflite-runtime": "tflite_runtime.interpreter"}
     try:
         if backend == "tf-lite":
-            import os
-
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
             return importlib.import_module("tensorflow").lite
         return importlib.import_module(names[backend])
@@ -151,8 +154,50 @@ class _InterpreterSignatures:
         return {name: _dequantise(value, out_details[name]) for name, value in raw.items()}
 
 
+# LiteRT's error when an accelerator cannot take every op of a model (it names the CPU as the fallback to add).
+_NOT_ALL_OPS = "Some ops are not accelerated"
+# The lines of LiteRT's log that say an accelerator did not start; its exceptions name only source lines. "No
+# adapters found" is logged at every GPU attempt, the NPU line only at a process's first.
+_CAUSES = {"gpu": re.compile(r"Couldn't load Vulkan|No adapters found"),
+           "npu": re.compile(r"NPU accelerator could not be loaded")}
+_HINTS = {"gpu": "LiteRT's GPU accelerator runs on WebGPU, which on Linux needs a GPU with a Vulkan driver and "
+                 "libvulkan.so.1"}
+
+
+@contextlib.contextmanager
+def _native_stderr() -> Iterator[list[str]]:
+    """Captures what native code writes to file descriptor 2, out of Python's reach, into the yielded list."""
+    lines: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(sink.read().decode("utf-8", "replace").splitlines())
+
+
+def _without_source(line: str) -> str:
+    """A LiteRT log or error line without its level, source location and tree marks."""
+    return re.sub(r"^[└\s]*(Warning: |(ERROR|WARNING|INFO): )?(\[[^\]]*\])?", "", line).strip()
+
+
+def _accelerator_failure(accelerator: str, log: list[str], error: Exception | None) -> str:
+    """Why an accelerator could not run a model: the causes LiteRT logged, else its error, and a hint."""
+    pattern = _CAUSES.get(accelerator)
+    causes = [_without_source(line) for line in log if pattern and pattern.search(line)]
+    causes = causes or [_without_source(line) for line in str(error or "").splitlines()]
+    reason = "; ".join(dict.fromkeys(c for c in causes if c)) or "LiteRT did not run the model on it"
+    return f"{reason} ({_HINTS[accelerator]})" if accelerator in _HINTS else reason
+
+
 class _CompiledModelSignatures:
-    """LiteRT's CompiledModel API: the hardware-accelerator path (CPU here; GPU/NPU where available)."""
+    """LiteRT's CompiledModel API: the hardware-accelerator path (CPU; the GPU through LiteRT's WebGPU accelerator,
+    which needs a Vulkan driver on Linux; vendor NPUs through their dispatch libraries)."""
 
     def __init__(self, model_path: Path, options: RuntimeOptions):
         try:
@@ -160,14 +205,27 @@ class _CompiledModelSignatures:
             from ai_edge_litert.hardware_accelerator import HardwareAccelerator
         except ImportError as error:
             raise _not_installed("litert-compiled", error) from None
-        accelerator = {"cpu": HardwareAccelerator.CPU, "gpu": HardwareAccelerator.GPU,
-                       "npu": HardwareAccelerator.NPU}[options.accelerator]
-        try:
-            self.model = CompiledModel.from_file(str(model_path), hardware_accel=accelerator)
-        except (RuntimeError, ValueError) as error:
-            raise BackendUnavailable(f"litert-compiled:{options.accelerator}: {error}") from None
-        if options.accelerator != "cpu" and not self.model.is_fully_accelerated():
-            raise BackendUnavailable(f"litert-compiled:{options.accelerator}: accelerator not available here")
+        cpu = HardwareAccelerator.CPU
+        accelerator = {"cpu": cpu, "gpu": HardwareAccelerator.GPU, "npu": HardwareAccelerator.NPU}[options.accelerator]
+        # The accelerator alone first: with the CPU in the set, a machine without it would silently run on the CPU.
+        with _native_stderr() as log:
+            try:
+                model, error = CompiledModel.from_file(str(model_path), hardware_accel=accelerator), None
+            except (RuntimeError, ValueError) as raised:
+                model, error = None, raised
+        started = accelerator == cpu or not any(_CAUSES[options.accelerator].search(line) for line in log)
+        if model is not None and started and (accelerator == cpu or model.is_fully_accelerated()):
+            sys.stderr.write("".join(f"{line}\n" for line in log))  # LiteRT's log, as if it had not been captured
+        elif options.accelerator == "gpu" and started and _NOT_ALL_OPS in str(error):
+            # The GPU runs, but not every op of the model: the rest go to the CPU, as LiteRT recommends. (An absent
+            # NPU fails the same way, so only the GPU, whose absence is logged at every attempt, falls back.)
+            try:
+                model = CompiledModel.from_file(str(model_path), hardware_accel=accelerator | cpu)
+            except (RuntimeError, ValueError) as raised:
+                raise BackendUnavailable(f"{options.label}: {_accelerator_failure('gpu', [], raised)}") from None
+        else:
+            raise BackendUnavailable(f"{options.label}: {_accelerator_failure(options.accelerator, log, error)}")
+        self.model = model
 
         # CompiledModel does not expose quantisation parameters; the same file's signature runners do.
         from ai_edge_litert.interpreter import Interpreter

@@ -29,7 +29,8 @@ from huse_edge.tolerance import output_grids
 
 REFERENCE = RuntimeOptions("litert-reference")
 DEFAULT_BACKENDS = (RuntimeOptions("litert"), RuntimeOptions("litert", xnnpack=False), REFERENCE,
-                    RuntimeOptions("litert-compiled"), RuntimeOptions("tflite-runtime"), RuntimeOptions("tf-lite"))
+                    RuntimeOptions("litert-compiled"), RuntimeOptions("litert-compiled", accelerator="gpu"),
+                    RuntimeOptions("tflite-runtime"), RuntimeOptions("tf-lite"))
 EMBEDDINGS = ("image_embedding", "text_embedding")
 # output name -> (signature file whose output grid measures it, Keras output it is compared with)
 GRIDS = {"image_embedding": "embed_image", "text_embedding": "embed_text", "image_probabilities": "classify",

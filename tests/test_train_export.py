@@ -197,6 +197,39 @@ def test_every_backend_agrees_with_the_python_reference(int8_bundle, slice_catal
         assert np.min(np.sum(got * want, 1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)) > 0.99
 
 
+@pytest.mark.parametrize("variant", ["float", "int8"])
+def test_gpu_accelerator_agrees_with_the_cpu_or_says_why_it_cannot_run(int8_bundle, slice_catalogue, variant):
+    """LiteRT's GPU accelerator (WebGPU; Vulkan on Linux) takes the ops it supports and leaves the rest (the L2
+    normalisations, the token lookup) to the CPU. It computes in float16, int8 files included (it dequantises their
+    weights), so it is held to the float file on the CPU as it was on an NVIDIA H200 over 1,000 real test products:
+    embedding cosine >= 0.9999 for the float file (0.999 here), and for the int8 file at most 0.01 below the CPU int8
+    kernels' (0.9813 against 0.9802 there); fused decisions equal to the CPU's on all. Without a GPU, the skip reason
+    must name the cause, not LiteRT's source lines."""
+    bundle = Bundle.load(int8_bundle[0])
+    try:
+        gpu = HuseRuntime(bundle, variant, RuntimeOptions("litert-compiled", accelerator="gpu"))
+    except BackendUnavailable as error:
+        assert str(error).startswith("litert-compiled:gpu: ") and "WebGPU" in str(error), error
+        assert ".cc:" not in str(error) and ".h:" not in str(error), error
+        pytest.skip(str(error))
+    from conftest import read_rows
+
+    rows = read_rows(slice_catalogue)[::10]
+    images = [slice_catalogue.parent / r["image"] for r in rows]
+    titles = [r["title"] for r in rows]
+    cpu, float_cpu = HuseRuntime(bundle, variant), HuseRuntime(bundle, "float")
+    same = np.argmax(gpu.classify_product(images, titles), 1) == np.argmax(cpu.classify_product(images, titles), 1)
+    assert np.mean(same) >= 0.95
+
+    def worst_cosine(runtime: HuseRuntime) -> float:
+        pairs = ((runtime.embed_image(images), float_cpu.embed_image(images)),
+                 (runtime.embed_text(titles), float_cpu.embed_text(titles)))
+        return min(float(np.min(np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
+                   for a, b in pairs)
+
+    assert worst_cosine(gpu) >= (0.999 if variant == "float" else worst_cosine(cpu) - 0.01)
+
+
 def test_tolerance_is_read_from_the_quantisation_tail(int8_bundle):
     bundle = Bundle.load(int8_bundle[0])
     grids = output_grids(bundle.model_file("int8", "embed_text"))["embedding"]
