@@ -186,10 +186,14 @@ def _without_source(line: str) -> str:
     return re.sub(r"^[└\s]*(Warning: |(ERROR|WARNING|INFO): )?(\[[^\]]*\])?", "", line).strip()
 
 
-def _accelerator_failure(accelerator: str, log: list[str], error: Exception | None) -> str:
-    """Why an accelerator could not run a model: the causes LiteRT logged, else its error, and a hint."""
+def _logged_causes(accelerator: str, log: list[str]) -> list[str]:
+    """The lines of LiteRT's log that say `accelerator` did not start, without their source locations."""
     pattern = _CAUSES.get(accelerator)
-    causes = [_without_source(line) for line in log if pattern and pattern.search(line)]
+    return [_without_source(line) for line in log if pattern and pattern.search(line)]
+
+
+def _accelerator_failure(accelerator: str, causes: list[str], error: Exception | None) -> str:
+    """Why an accelerator could not run a model: the causes LiteRT logged, else its error, and a hint."""
     causes = causes or [_without_source(line) for line in str(error or "").splitlines()]
     reason = "; ".join(dict.fromkeys(c for c in causes if c)) or "LiteRT did not run the model on it"
     return f"{reason} ({_HINTS[accelerator]})" if accelerator in _HINTS else reason
@@ -213,10 +217,10 @@ class _CompiledModelSignatures:
                 model, error = CompiledModel.from_file(str(model_path), hardware_accel=accelerator), None
             except (RuntimeError, ValueError) as raised:
                 model, error = None, raised
-        started = accelerator == cpu or not any(_CAUSES[options.accelerator].search(line) for line in log)
-        if model is not None and started and (accelerator == cpu or model.is_fully_accelerated()):
+        causes = _logged_causes(options.accelerator, log)
+        if model is not None and not causes and (accelerator == cpu or model.is_fully_accelerated()):
             sys.stderr.write("".join(f"{line}\n" for line in log))  # LiteRT's log, as if it had not been captured
-        elif options.accelerator == "gpu" and started and _NOT_ALL_OPS in str(error):
+        elif options.accelerator == "gpu" and not causes and _NOT_ALL_OPS in str(error):
             # The GPU runs, but not every op of the model: the rest go to the CPU, as LiteRT recommends. (An absent
             # NPU fails the same way, so only the GPU, whose absence is logged at every attempt, falls back.)
             try:
@@ -224,7 +228,7 @@ class _CompiledModelSignatures:
             except (RuntimeError, ValueError) as raised:
                 raise BackendUnavailable(f"{options.label}: {_accelerator_failure('gpu', [], raised)}") from None
         else:
-            raise BackendUnavailable(f"{options.label}: {_accelerator_failure(options.accelerator, log, error)}")
+            raise BackendUnavailable(f"{options.label}: {_accelerator_failure(options.accelerator, causes, error)}")
         self.model = model
 
         # CompiledModel does not expose quantisation parameters; the same file's signature runners do.
