@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from huse_edge.atomic import write_text
-from huse_edge.verify import EMBEDDINGS, VerifyResult, _cosine
+from huse_edge.verify import EMBEDDINGS, VerifyResult, row_cosines
 
 COLOURS = {"fused": "#1f77b4", "image": "#ff7f0e", "text": "#2ca02c"}
 STYLE = """body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}
@@ -105,7 +105,7 @@ def render(result: VerifyResult) -> str:
     chart = _accuracy_chart([("keras float", result.float_metrics)] + [(b.label, b.metrics) for b in ran])
     predictions = {"keras float": np.argmax(result.float_outputs["fused_probabilities"], 1)}
     predictions.update({b.label: np.argmax(b.outputs["fused_probabilities"], 1) for b in ran})
-    histograms = "".join(_histogram(_cosine(b.outputs[name], result.float_outputs[name]),
+    histograms = "".join(_histogram(row_cosines(b.outputs[name], result.float_outputs[name]),
                                     f"{b.label}: {name.split('_')[0]} embedding cosine to float")
                          for b in ran for name in EMBEDDINGS)
     verdict = "PASS" if result.passed else "FAIL"

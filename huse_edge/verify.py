@@ -100,7 +100,8 @@ def metrics_of(outputs: dict, labels: np.ndarray, hierarchy) -> dict:
     return evaluate_outputs(as_model, labels, hierarchy)
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine of each row of `a` with the same row of `b`."""
     return np.sum(a * b, axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
 
 
@@ -125,7 +126,7 @@ def compare(outputs: dict, reference: dict, float_metrics: dict, labels: np.ndar
     for kind in ("fused", "image", "text"):
         result[f"{kind}_top1_drop_points"] = 100 * (float_metrics[f"{kind}_top1"] - metrics[f"{kind}_top1"])
     for name in EMBEDDINGS:
-        cosine = _cosine(outputs[name], reference[name])
+        cosine = row_cosines(outputs[name], reference[name])
         result[f"{name}_cosine_mean"] = float(np.mean(cosine))
         result[f"{name}_cosine_p1"] = float(np.percentile(cosine, 1))
     for name, signature in GRIDS.items():
