@@ -84,7 +84,7 @@ def _columns(category_columns: str | None):
               help="Momentum of the moving average of the weights that is validated and kept (0: off).")
 @click.option("--finetune-epochs", type=click.IntRange(0), default=3, show_default=True,
               help="Epochs of backbone fine-tuning from the photos after the cached phase (0: off).")
-@click.option("--finetune-learning-rate", type=float, default=3e-4, show_default=True)
+@click.option("--finetune-learning-rate", type=float, default=6e-4, show_default=True)
 @click.option("--finetune-batch-size", type=int, default=64, show_default=True, help="Per replica.")
 @click.option("--finetune-from-block", type=click.IntRange(0), default=3, show_default=True,
               help="The fine-tune keeps the backbone's stem and its blocks before this one as ImageNet trained "

@@ -58,7 +58,7 @@ class TrainConfig:
     weight_average: float = 0.0  # momentum of the weights' moving average that is validated and kept; 0: off
     strategy: str = "none"  # "mirrored" | "multi-worker" (see `distribute`)
     finetune_epochs: int = 3  # backbone fine-tune from pixels after the cached phase; 0: off
-    finetune_learning_rate: float = 3e-4
+    finetune_learning_rate: float = 6e-4
     finetune_batch_size: int = 64  # per replica
     finetune_from_block: int = 3  # the fine-tune keeps the stem and the backbone blocks before this one
 
