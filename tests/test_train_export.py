@@ -20,6 +20,19 @@ from huse_edge.verify import row_cosines
 pytestmark = pytest.mark.slow
 
 
+def test_train_command_defaults_are_the_train_configs():
+    """The CLI repeats TrainConfig's defaults (so that `--help` does not import TensorFlow); they must not drift."""
+    from dataclasses import fields
+
+    from huse_edge.train import TrainConfig
+
+    options = {param.name: param.default for param in main.commands["train"].params}
+    shared = [field for field in fields(TrainConfig) if field.name in options]
+    assert len(shared) >= 10, [field.name for field in shared]
+    for field in shared:
+        assert options[field.name] == field.default, field.name
+
+
 def test_training_writes_a_complete_model_directory(trained_model):
     model_dir = ModelDir.load(trained_model)
     metrics = model_dir.metrics
