@@ -24,8 +24,9 @@ from huse_edge._tf import keras, tf
 from huse_edge.atomic import atomic_path
 from huse_edge.bundle import FORMAT_VERSION, MANIFEST, Bundle, sha256_of
 from huse_edge.evaluation_job import labelled_split, model_inputs
-from huse_edge.loss import HuseLoss, LossWeights
+from huse_edge.loss import HuseLoss
 from huse_edge.model_dir import ModelDir
+from huse_edge.recipe import LossWeights
 from huse_edge.runtime import HuseRuntime, RuntimeOptions
 from huse_edge.train import HuseTrainer, predict_outputs, training_batches
 from huse_edge.tokenizer import __doc__ as TOKENIZER_SPEC

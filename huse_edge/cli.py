@@ -15,6 +15,8 @@ from pathlib import Path
 
 import click
 
+from huse_edge.recipe import LossWeights, TrainConfig  # plain dataclasses: the train options' defaults
+
 DEFAULT_CATALOGUE = Path("../shared/data/fashion-products/products.csv")
 GET_DATA_HINT = ("no catalogue at {path}. Get the public Fashion Product Images (small) catalogue with:\n"
                  "  pip install kaggle && kaggle datasets download -d paramaggarwal/fashion-product-images-small "
@@ -62,36 +64,39 @@ def _columns(category_columns: str | None):
 @click.option("--image-size", default="128x96", show_default=True, help="Model input HEIGHTxWIDTH.")
 @click.option("--trainable-blocks", type=int, default=None, help="Top backbone blocks fine-tuned on cached features.")
 @click.option("--embedding-dim", type=int, default=None)
-@click.option("--epochs", type=int, default=6, show_default=True, help="Epochs on cached features.")
-@click.option("--batch-size", type=int, default=256, show_default=True, help="Per replica.")
-@click.option("--learning-rate", type=float, default=1e-3, show_default=True)
-@click.option("--patience", type=int, default=5, show_default=True, help="Early-stopping patience (epochs).")
-@click.option("--class-level", type=int, default=-1, show_default=True,
+@click.option("--epochs", type=int, default=TrainConfig.epochs, show_default=True, help="Epochs on cached features.")
+@click.option("--batch-size", type=int, default=TrainConfig.batch_size, show_default=True, help="Per replica.")
+@click.option("--learning-rate", type=float, default=TrainConfig.learning_rate, show_default=True)
+@click.option("--patience", type=int, default=TrainConfig.patience, show_default=True,
+              help="Early-stopping patience (epochs).")
+@click.option("--class-level", type=int, default=TrainConfig.class_level, show_default=True,
               help="Hierarchy level of the class (-1 = leaf).")
-@click.option("--min-class-size", type=int, default=20, show_default=True)
+@click.option("--min-class-size", type=int, default=TrainConfig.min_class_size, show_default=True)
 @click.option("--category-columns", help="Comma-separated category columns, top level first.")
 @click.option("--class-embeddings", type=click.Path(exists=True, path_type=Path),
               help=".npy matrix (classes x dims, rows in labels.txt order) replacing the hierarchy distance.")
-@click.option("--class-weight", "w_class", type=float, default=1.0, show_default=True)
-@click.option("--graph-weight", "w_graph", type=float, default=1.0, show_default=True)
-@click.option("--gap-weight", "w_gap", type=float, default=1.0, show_default=True)
-@click.option("--graph-threshold", type=float, default=0.8, show_default=True)
-@click.option("--label-smoothing", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
-              help="Label smoothing of the class-level loss.")
-@click.option("--token-dropout", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
-              help="Share of title tokens replaced by [UNK] in training batches.")
-@click.option("--weight-average", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
+@click.option("--class-weight", "w_class", type=float, default=LossWeights.class_level, show_default=True)
+@click.option("--graph-weight", "w_graph", type=float, default=LossWeights.semantic, show_default=True)
+@click.option("--gap-weight", "w_gap", type=float, default=LossWeights.gap, show_default=True)
+@click.option("--graph-threshold", type=float, default=LossWeights.threshold, show_default=True)
+@click.option("--label-smoothing", type=click.FloatRange(0.0, 1.0, max_open=True), default=LossWeights.label_smoothing,
+              show_default=True, help="Label smoothing of the class-level loss.")
+@click.option("--token-dropout", type=click.FloatRange(0.0, 1.0, max_open=True), default=TrainConfig.token_dropout,
+              show_default=True, help="Share of title tokens replaced by [UNK] in training batches.")
+@click.option("--weight-average", type=click.FloatRange(0.0, 1.0, max_open=True), default=TrainConfig.weight_average,
+              show_default=True,
               help="Momentum of the moving average of the weights that is validated and kept (0: off).")
-@click.option("--finetune-epochs", type=click.IntRange(0), default=3, show_default=True,
+@click.option("--finetune-epochs", type=click.IntRange(0), default=TrainConfig.finetune_epochs, show_default=True,
               help="Epochs of backbone fine-tuning from the photos after the cached phase (0: off).")
-@click.option("--finetune-learning-rate", type=float, default=6e-4, show_default=True)
-@click.option("--finetune-batch-size", type=int, default=64, show_default=True, help="Per replica.")
-@click.option("--finetune-from-block", type=click.IntRange(0), default=3, show_default=True,
-              help="The fine-tune keeps the backbone's stem and its blocks before this one as ImageNet trained "
-                   "them (0: trains them all).")
+@click.option("--finetune-learning-rate", type=float, default=TrainConfig.finetune_learning_rate, show_default=True)
+@click.option("--finetune-batch-size", type=int, default=TrainConfig.finetune_batch_size, show_default=True,
+              help="Per replica.")
+@click.option("--finetune-from-block", type=click.IntRange(0), default=TrainConfig.finetune_from_block,
+              show_default=True, help="The fine-tune keeps the backbone's stem and its blocks before this one as "
+                                      "ImageNet trained them (0: trains them all).")
 @click.option("--cache-dir", type=click.Path(path_type=Path), help="Feature cache (default: OUT/cache).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--strategy", type=click.Choice(["none", "mirrored", "multi-worker"]), default="none",
+@click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
+@click.option("--strategy", type=click.Choice(["none", "mirrored", "multi-worker"]), default=TrainConfig.strategy,
               show_default=True, help="tf.distribute strategy; multi-worker reads the cluster from TF_CONFIG.")
 @click.option("--strict", is_flag=True, help="Stop at the first bad catalogue row instead of skipping it.")
 @_user_errors
@@ -108,15 +113,15 @@ def train(catalogue, out_dir, backbone, backbone_weights, image_size, trainable_
         raise click.UsageError(GET_DATA_HINT.format(path=catalogue))
     import numpy as np
 
-    from huse_edge.loss import LossWeights
-    from huse_edge.train import TrainConfig, overrides_for
+    from huse_edge.train import overrides_for
     from huse_edge.train import train as run_training
 
     height, width = _size(image_size)
     overrides = overrides_for(backbone=backbone, image_height=height, image_width=width,
                               trainable_blocks=trainable_blocks, embedding_dim=embedding_dim)
     run_training(catalogue, out_dir, overrides,
-                 TrainConfig(epochs, batch_size, learning_rate, patience, seed, class_level, min_class_size,
+                 TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
+                             seed=seed, class_level=class_level, min_class_size=min_class_size,
                              token_dropout=token_dropout, weight_average=weight_average, strategy=strategy,
                              finetune_epochs=finetune_epochs, finetune_learning_rate=finetune_learning_rate,
                              finetune_batch_size=finetune_batch_size, finetune_from_block=finetune_from_block),

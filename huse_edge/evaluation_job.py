@@ -11,7 +11,8 @@ from huse_edge.catalogue import Columns
 from huse_edge.evaluate import evaluate_outputs
 from huse_edge.features import load_pixels
 from huse_edge.model_dir import ModelDir
-from huse_edge.train import TrainConfig, load_labelled, predict_outputs
+from huse_edge.recipe import TrainConfig
+from huse_edge.train import load_labelled, predict_outputs
 
 
 def columns_of(model_dir: ModelDir) -> Columns:

@@ -16,25 +16,12 @@ drop every pair that straddles two replicas.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 
 from huse_edge._tf import tf
+from huse_edge.recipe import LossWeights
 
 COMPONENTS = ("class_loss", "graph_loss", "gap_loss")
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    class_level: float = 1.0
-    semantic: float = 1.0
-    gap: float = 1.0
-    threshold: float = 0.8
-    label_smoothing: float = 0.0  # of the class-level targets: (1 - e) on the label, e / K spread over all K
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def class_level_losses(labels: tf.Tensor, logits: tf.Tensor, smoothing: float = 0.0) -> tf.Tensor:

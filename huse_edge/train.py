@@ -32,47 +32,16 @@ from huse_edge.distribute import is_chief, make_strategy, shard_by_data
 from huse_edge.evaluate import best_fusion_weight, evaluate_outputs, format_metrics
 from huse_edge.features import cached_features, frozen_outputs, load_pixels
 from huse_edge.hierarchy import cosine_distances
-from huse_edge.loss import COMPONENTS, HuseLoss, LossWeights, global_values
+from huse_edge.loss import COMPONENTS, HuseLoss, global_values
 from huse_edge.memory import peak_rss_mb
 from huse_edge.model import OUTPUTS, HuseConfig, HuseModel, as_output_dict, build_huse
 from huse_edge.model_dir import save_model_dir
+from huse_edge.recipe import Augmentation, LossWeights, TrainConfig
 from huse_edge.shards import is_shard_dir, read_shard_catalogue, shard_files, stream_images
 from huse_edge.tokenizer import PAD_ID, UNK_ID, Tokenizer, TokenizerSpec
 
 MODALITIES = ("image", "text", "fused")
 MONITOR = "val_towers_accuracy"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 6  # of the cached phase
-    batch_size: int = 256  # per replica (see `distribute`)
-    learning_rate: float = 1e-3
-    patience: int = 5
-    seed: int = 0
-    class_level: int = -1
-    min_class_size: int = 20
-    schedule: str = "cosine"  # "cosine": decay to 0 over `epochs`; "constant"
-    flip: bool = True  # random horizontal flip of the image input (pixels, or the cached feature map)
-    token_dropout: float = 0.0  # share of title tokens replaced by [UNK] in training batches
-    weight_average: float = 0.0  # momentum of the weights' moving average that is validated and kept; 0: off
-    strategy: str = "none"  # "mirrored" | "multi-worker" (see `distribute`)
-    finetune_epochs: int = 3  # backbone fine-tune from pixels after the cached phase; 0: off
-    finetune_learning_rate: float = 6e-4
-    finetune_batch_size: int = 64  # per replica
-    finetune_from_block: int = 3  # the fine-tune keeps the stem and the backbone blocks before this one
-
-    @property
-    def augmentation(self) -> "Augmentation":
-        return Augmentation(self.flip, self.token_dropout)
-
-
-@dataclass(frozen=True)
-class Augmentation:
-    """What training batches randomise (see `_batched`); the default randomises nothing."""
-
-    flip: bool = False
-    token_dropout: float = 0.0
 
 
 class HuseTrainer(keras.Model):

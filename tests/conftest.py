@@ -55,7 +55,8 @@ def slice_catalogue(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_model(slice_catalogue, tmp_path_factory) -> Path:
-    from huse_edge.train import TrainConfig, train
+    from huse_edge.recipe import TrainConfig
+    from huse_edge.train import train
 
     out = tmp_path_factory.mktemp("model")
     train(slice_catalogue, out, {"trainable_blocks": 1, "embedding_dim": 64, "image_hidden": 128,

@@ -27,7 +27,8 @@ import pytest
 
 TRAIN = """
 import json, sys
-from huse_edge.train import TrainConfig, train
+from huse_edge.recipe import TrainConfig
+from huse_edge.train import train
 overrides = {"trainable_blocks": 1, "embedding_dim": 64, "image_hidden": 128, "text_hidden": 128,
              "text_filters": 64, "token_dim": 32, "dropout": 0.0}
 train(sys.argv[1], sys.argv[2], overrides,

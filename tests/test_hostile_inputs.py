@@ -113,7 +113,8 @@ def test_wrong_shapes_and_dtypes_are_refused(int8_bundle):
 
 TRAIN = """
 import sys
-from huse_edge.train import TrainConfig, train
+from huse_edge.recipe import TrainConfig
+from huse_edge.train import train
 train(sys.argv[1], sys.argv[2], {"trainable_blocks": 1, "embedding_dim": 64, "image_hidden": 128,
       "text_hidden": 128, "text_filters": 64, "token_dim": 32},
       TrainConfig(epochs=8, batch_size=32, patience=8, min_class_size=5), cache_dir=sys.argv[3])

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from huse_edge.loss import HuseLoss, LossWeights, class_level_losses, cross_modal_gaps, semantic_similarity_sum
+from huse_edge.loss import HuseLoss, class_level_losses, cross_modal_gaps, semantic_similarity_sum
+from huse_edge.recipe import LossWeights
 
 
 def unit(*v):

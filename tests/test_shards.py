@@ -58,7 +58,8 @@ def test_training_streams_from_shards(shards, slice_catalogue, tmp_path):
     """A real training run reads the shards (photos decoded on the fly, the frozen backbone inside the network);
     its model evaluates on the source CSV with the metrics it recorded."""
     from huse_edge.evaluation_job import evaluate_model_dir
-    from huse_edge.train import TrainConfig, train
+    from huse_edge.recipe import TrainConfig
+    from huse_edge.train import train
 
     out = tmp_path / "model"
     metrics = train(shards, out, {"trainable_blocks": 1, "embedding_dim": 64, "image_hidden": 128,

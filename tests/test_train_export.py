@@ -2,6 +2,7 @@
 
 import io
 import json
+from dataclasses import asdict
 import shutil
 import zipfile
 from pathlib import Path
@@ -20,17 +21,26 @@ from huse_edge.verify import row_cosines
 pytestmark = pytest.mark.slow
 
 
-def test_train_command_defaults_are_the_train_configs():
-    """The CLI repeats TrainConfig's defaults (so that `--help` does not import TensorFlow); they must not drift."""
-    from dataclasses import fields
+def test_train_command_hands_every_option_to_the_recipe(slice_catalogue, trained_model, tmp_path):
+    """Each recipe option of `huse-edge train` reaches the TrainConfig and LossWeights the model directory
+    records, and the options left out keep the recipe's defaults."""
+    from huse_edge.recipe import LossWeights, TrainConfig
 
-    from huse_edge.train import TrainConfig
-
-    options = {param.name: param.default for param in main.commands["train"].params}
-    shared = [field for field in fields(TrainConfig) if field.name in options]
-    assert len(shared) >= 10, [field.name for field in shared]
-    for field in shared:
-        assert options[field.name] == field.default, field.name
+    chosen_train = {"epochs": 1, "batch_size": 16, "learning_rate": 2e-3, "patience": 4, "seed": 3,
+                    "min_class_size": 6, "token_dropout": 0.1, "weight_average": 0.9, "finetune_epochs": 1,
+                    "finetune_learning_rate": 1e-4, "finetune_batch_size": 8, "finetune_from_block": 4}
+    chosen_loss = {"class_level": 0.5, "semantic": 2.0, "gap": 1.5, "threshold": 0.7, "label_smoothing": 0.1}
+    flags = {**{name: name.replace("_", "-") for name in chosen_train}, "class_level": "class-weight",
+             "semantic": "graph-weight", "gap": "gap-weight", "threshold": "graph-threshold",
+             "label_smoothing": "label-smoothing"}
+    options = [item for name, value in {**chosen_train, **chosen_loss}.items() for item in (f"--{flags[name]}",
+                                                                                            str(value))]
+    result = CliRunner().invoke(main, ["train", str(slice_catalogue), "--out", str(tmp_path / "m"), "--cache-dir",
+                                       str(trained_model / "cache"), "--trainable-blocks", "1", *options])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["train"] == {**asdict(TrainConfig()), **chosen_train}
+    assert config["loss"] == {**LossWeights().to_dict(), **chosen_loss}
 
 
 def test_training_writes_a_complete_model_directory(trained_model):
@@ -91,8 +101,8 @@ def test_a_fine_tune_block_the_backbone_lacks_is_a_clear_error_before_training(s
 
 
 def test_gap_loss_brings_modalities_together(slice_catalogue, trained_model, tmp_path):
-    from huse_edge.loss import LossWeights
-    from huse_edge.train import TrainConfig, train
+    from huse_edge.recipe import LossWeights, TrainConfig
+    from huse_edge.train import train
 
     config = json.loads((trained_model / "config.json").read_text())
     overrides = {k: config["model"][k] for k in ("trainable_blocks", "embedding_dim", "image_hidden", "text_hidden",

@@ -1,0 +1,56 @@
+"""The training recipe's settings: what `huse-edge train` does unless told otherwise.
+
+Plain dataclasses, importable without TensorFlow, so that the command line takes its option defaults from them
+(one place to change a default) and `huse-edge --help` stays instant. Both are saved in a model directory's
+`config.json` (`train`, `loss`) and rebuilt from it by `evaluate` and `export`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """What training batches randomise (see `train._batched`); the default randomises nothing."""
+
+    flip: bool = False
+    token_dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 6  # of the cached phase
+    batch_size: int = 256  # per replica (see `distribute`)
+    learning_rate: float = 1e-3
+    patience: int = 5
+    seed: int = 0
+    class_level: int = -1
+    min_class_size: int = 20
+    schedule: str = "cosine"  # "cosine": decay to 0 over `epochs`; "constant"
+    flip: bool = True  # random horizontal flip of the image input (pixels, or the cached feature map)
+    token_dropout: float = 0.0  # share of title tokens replaced by [UNK] in training batches
+    weight_average: float = 0.0  # momentum of the weights' moving average that is validated and kept; 0: off
+    strategy: str = "none"  # "mirrored" | "multi-worker" (see `distribute`)
+    finetune_epochs: int = 3  # backbone fine-tune from pixels after the cached phase; 0: off
+    finetune_learning_rate: float = 6e-4
+    finetune_batch_size: int = 64  # per replica
+    finetune_from_block: int = 3  # the fine-tune keeps the stem and the backbone blocks before this one
+
+    @property
+    def augmentation(self) -> Augmentation:
+        return Augmentation(self.flip, self.token_dropout)
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the three HUSE losses (see `loss`) and the graph loss's class-distance threshold."""
+
+    class_level: float = 1.0
+    semantic: float = 1.0
+    gap: float = 1.0
+    threshold: float = 0.8
+    label_smoothing: float = 0.0  # of the class-level targets: (1 - e) on the label, e / K spread over all K
+
+    def to_dict(self) -> dict:
+        return asdict(self)
