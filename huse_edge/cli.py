@@ -167,9 +167,9 @@ def evaluate(model_dir, catalogue, split, as_json):
 @click.option("--margin", type=float, default=1.0, show_default=True,
               help="Refuse when int8 fused top-1 is more than this many points below the float model.")
 @click.option("--force", is_flag=True, help="Write the bundle even when the parity margin is exceeded.")
-@click.option("--qat-products", type=int, default=2048, show_default=True)
-@click.option("--qat-epochs", type=int, default=1, show_default=True)
-@click.option("--parity-products", type=int, default=None, help="Limit the validation products used for parity.")
+@click.option("--qat-products", type=click.IntRange(1), default=2048, show_default=True)
+@click.option("--qat-epochs", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--parity-products", type=click.IntRange(1), default=None, help="Limit the validation products used for parity.")
 @_user_errors
 def export(model_dir, out, catalogue, int8, ptq, fp16, dynamic, float32, margin, force, qat_products, qat_epochs,
            parity_products):

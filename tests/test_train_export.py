@@ -287,6 +287,14 @@ def test_export_refuses_when_parity_margin_is_exceeded(trained_model, slice_cata
     assert not out.exists() and not list(tmp_path.glob(".refused*"))
 
 
+@pytest.mark.parametrize("option", ["--qat-epochs", "--qat-products", "--parity-products"])
+def test_export_refuses_an_empty_qat_or_parity_set_before_any_work(trained_model, tmp_path, option):
+    out = tmp_path / "bundle"
+    result = CliRunner().invoke(main, ["export", str(trained_model), "--out", str(out), "--int8", option, "0"])
+    assert result.exit_code == 2 and option in result.output and "Traceback" not in result.output, result.output
+    assert not out.exists()
+
+
 def _verify(bundle, catalogue, model, tmp_path):
     report = tmp_path / "report.html"
     result = CliRunner().invoke(main, ["verify", str(bundle), str(catalogue), "--model-dir", str(model), "--split",
