@@ -26,7 +26,7 @@ from huse_edge.bundle import FORMAT_VERSION, MANIFEST, Bundle, sha256_of
 from huse_edge.evaluation_job import labelled_split, model_inputs
 from huse_edge.loss import HuseLoss
 from huse_edge.model_dir import ModelDir
-from huse_edge.recipe import LossWeights
+from huse_edge.recipe import LossWeights, QatConfig
 from huse_edge.runtime import HuseRuntime, RuntimeOptions
 from huse_edge.train import HuseTrainer, predict_outputs, training_batches
 from huse_edge.tokenizer import __doc__ as TOKENIZER_SPEC
@@ -37,21 +37,22 @@ class ExportRefused(RuntimeError):
     """The quantised model is not accurate enough to ship."""
 
 
-def qat_finetune(float_model: keras.Model, model_dir: ModelDir, products, labels, epochs: int,
-                 learning_rate: float, batch_size: int = 32, seed: int = 0) -> keras.Model:
+def qat_finetune(float_model: keras.Model, model_dir: ModelDir, products, labels, config: QatConfig,
+                 seed: int = 0) -> keras.Model:
     """QAT copy of the model, fine-tuned on the same three HUSE losses as training. Seeded like training (the
     dropout masks and the batch order), so that exporting the same model twice gives the same int8 file."""
     keras.utils.set_random_seed(seed)
     qat = quantize_aware(float_model)
     images, tokens = model_inputs(model_dir, products)
+    batch_size = config.batch_size
     calibrate_ranges(qat, float_model, [[images[i: i + batch_size].astype(np.float32), tokens[i: i + batch_size]]
                            for i in range(0, min(len(tokens), 256), batch_size)])
     data = training_batches(images, tokens, np.asarray(labels), batch_size, shuffle=True, seed=seed)
     trainer = HuseTrainer(qat, HuseLoss(model_dir.class_distances, LossWeights(**model_dir.config["loss"])))
-    trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     start = time.perf_counter()
-    trainer.fit(data, epochs=epochs, verbose=2)
-    print(f"qat: {len(labels) * epochs / (time.perf_counter() - start):.1f} products/s")
+    trainer.fit(data, epochs=config.epochs, verbose=2)
+    print(f"qat: {len(labels) * config.epochs / (time.perf_counter() - start):.1f} products/s")
     return qat
 
 
@@ -60,9 +61,8 @@ def _fused_top1(probabilities: np.ndarray, labels: np.ndarray) -> float:
 
 
 def export_bundle(model_dir_path: str | Path, out: str | Path, variants: list[str], catalogue: str | Path,
-                  margin: float = 1.0, force: bool = False, qat_products: int = 2048, qat_epochs: int = 1,
-                  qat_learning_rate: float = 2e-5, calibration_products: int = 300,
-                  parity_products: int | None = None) -> dict:
+                  margin: float = 1.0, force: bool = False, qat: QatConfig = QatConfig(),
+                  calibration_products: int = 300, parity_products: int | None = None) -> dict:
     model_dir = ModelDir.load(model_dir_path)
     float_model = model_dir.keras_model()
     train_part = labelled_split(model_dir, catalogue, "train")
@@ -79,10 +79,10 @@ def export_bundle(model_dir_path: str | Path, out: str | Path, variants: list[st
     print(f"export: converting {', '.join(variants)}")
     models = convert(float_model, from_float, data) if from_float else {}
     if "int8" in variants:
-        chosen = order[:qat_products]
-        qat = qat_finetune(float_model, model_dir, [train_part.products[i] for i in chosen],
-                           [train_part.labels[i] for i in chosen], qat_epochs, qat_learning_rate)
-        models.update(convert(qat, ["int8"], data))
+        chosen = order[:qat.products]
+        qat_model = qat_finetune(float_model, model_dir, [train_part.products[i] for i in chosen],
+                                 [train_part.labels[i] for i in chosen], qat)
+        models.update(convert(qat_model, ["int8"], data))
     models = {variant: models[variant] for variant in variants}
 
     parity_set = val_part.products[:parity_products] if parity_products else val_part.products

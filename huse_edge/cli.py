@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from huse_edge.recipe import LossWeights, TrainConfig  # plain dataclasses: the train options' defaults
+from huse_edge.recipe import LossWeights, QatConfig, TrainConfig  # plain dataclasses: the options' defaults
 
 DEFAULT_CATALOGUE = Path("../shared/data/fashion-products/products.csv")
 GET_DATA_HINT = ("no catalogue at {path}. Get the public Fashion Product Images (small) catalogue with:\n"
@@ -167,12 +167,16 @@ def evaluate(model_dir, catalogue, split, as_json):
 @click.option("--margin", type=float, default=1.0, show_default=True,
               help="Refuse when int8 fused top-1 is more than this many points below the float model.")
 @click.option("--force", is_flag=True, help="Write the bundle even when the parity margin is exceeded.")
-@click.option("--qat-products", type=click.IntRange(1), default=2048, show_default=True)
-@click.option("--qat-epochs", type=click.IntRange(1), default=1, show_default=True)
-@click.option("--parity-products", type=click.IntRange(1), default=None, help="Limit the validation products used for parity.")
+@click.option("--qat-products", type=click.IntRange(1), default=QatConfig.products, show_default=True,
+              help="Training products the quantization-aware fine-tune sees.")
+@click.option("--qat-epochs", type=click.IntRange(1), default=QatConfig.epochs, show_default=True)
+@click.option("--qat-learning-rate", type=click.FloatRange(0.0, min_open=True), default=QatConfig.learning_rate,
+              show_default=True)
+@click.option("--parity-products", type=click.IntRange(1), default=None,
+              help="Limit the validation products used for parity.")
 @_user_errors
 def export(model_dir, out, catalogue, int8, ptq, fp16, dynamic, float32, margin, force, qat_products, qat_epochs,
-           parity_products):
+           qat_learning_rate, parity_products):
     """Export MODEL_DIR to an edge bundle (default: --int8 and --float)."""
     from converters.export import ExportRefused, export_bundle
     from huse_edge.model_dir import ModelDir
@@ -183,8 +187,9 @@ def export(model_dir, out, catalogue, int8, ptq, fp16, dynamic, float32, margin,
         variants.insert(0, "float")  # the reference every quantised variant is compared with on device
     catalogue = catalogue or Path(ModelDir.load(model_dir).metrics["catalogue"])
     try:
-        parity = export_bundle(model_dir, out or model_dir / "bundle", variants, catalogue, margin, force,
-                               qat_products, qat_epochs, parity_products=parity_products)
+        qat = QatConfig(products=qat_products, epochs=qat_epochs, learning_rate=qat_learning_rate)
+        parity = export_bundle(model_dir, out or model_dir / "bundle", variants, catalogue, margin, force, qat,
+                               parity_products=parity_products)
     except ExportRefused as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(3)

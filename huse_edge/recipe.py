@@ -1,8 +1,9 @@
-"""The training recipe's settings: what `huse-edge train` does unless told otherwise.
+"""The recipe's settings: what `huse-edge train`, and the quantization-aware fine-tune of `huse-edge export`,
+do unless told otherwise.
 
 Plain dataclasses, importable without TensorFlow, so that the command line takes its option defaults from them
-(one place to change a default) and `huse-edge --help` stays instant. Both are saved in a model directory's
-`config.json` (`train`, `loss`) and rebuilt from it by `evaluate` and `export`.
+(one place to change a default) and `huse-edge --help` stays instant. `TrainConfig` and `LossWeights` are saved in
+a model directory's `config.json` (`train`, `loss`) and rebuilt from it by `evaluate` and `export`.
 """
 
 from __future__ import annotations
@@ -54,3 +55,14 @@ class LossWeights:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class QatConfig:
+    """The export's quantization-aware fine-tune (`converters.export.qat_finetune`): the three training losses on
+    a sample of training products, starting from activation ranges calibrated on the float model."""
+
+    products: int = 2048  # training products sampled for it
+    epochs: int = 1
+    learning_rate: float = 2e-5
+    batch_size: int = 32

@@ -68,10 +68,11 @@ def trained_model(slice_catalogue, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def int8_bundle(trained_model, slice_catalogue, tmp_path_factory) -> tuple[Path, dict]:
     from converters.export import export_bundle
+    from huse_edge.recipe import QatConfig
 
     out = tmp_path_factory.mktemp("bundle") / "bundle"
     parity = export_bundle(trained_model, out, ["float", "dynamic", "int8"], slice_catalogue, margin=100.0,
-                           qat_products=64, calibration_products=32)
+                           qat=QatConfig(products=64), calibration_products=32)
     return out, parity
 
 

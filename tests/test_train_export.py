@@ -170,10 +170,11 @@ def _int8_contents(bundle: Path) -> tuple:
 def test_exporting_a_model_twice_gives_the_same_int8_model(int8_bundle, trained_model, slice_catalogue, tmp_path):
     from converters.export import export_bundle
     from huse_edge._tf import keras
+    from huse_edge.recipe import QatConfig
 
     keras.utils.set_random_seed(12345)  # another state of the random generators, as in another process
     again = tmp_path / "again"
-    export_bundle(trained_model, again, ["int8"], slice_catalogue, margin=100.0, qat_products=64,
+    export_bundle(trained_model, again, ["int8"], slice_catalogue, margin=100.0, qat=QatConfig(products=64),
                   calibration_products=32)
     first, second = _int8_contents(int8_bundle[0]), _int8_contents(again)
     assert len(first[0]) > 100 and first[2]
@@ -287,8 +288,8 @@ def test_export_refuses_when_parity_margin_is_exceeded(trained_model, slice_cata
     assert not out.exists() and not list(tmp_path.glob(".refused*"))
 
 
-@pytest.mark.parametrize("option", ["--qat-epochs", "--qat-products", "--parity-products"])
-def test_export_refuses_an_empty_qat_or_parity_set_before_any_work(trained_model, tmp_path, option):
+@pytest.mark.parametrize("option", ["--qat-epochs", "--qat-products", "--qat-learning-rate", "--parity-products"])
+def test_export_refuses_a_zero_qat_or_parity_setting_before_any_work(trained_model, tmp_path, option):
     out = tmp_path / "bundle"
     result = CliRunner().invoke(main, ["export", str(trained_model), "--out", str(out), "--int8", option, "0"])
     assert result.exit_code == 2 and option in result.output and "Traceback" not in result.output, result.output
