@@ -21,6 +21,8 @@ class Augmentation:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """The two training phases' settings (see `train`): cached features, then the backbone fine-tune."""
+
     epochs: int = 6  # of the cached phase
     batch_size: int = 256  # per replica (see `distribute`)
     learning_rate: float = 1e-3
