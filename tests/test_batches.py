@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from huse_edge.tokenizer import PAD_ID, UNK_ID
 from huse_edge.recipe import Augmentation
+from huse_edge.tokenizer import PAD_ID, UNK_ID
 from huse_edge.train import training_batches
 
 

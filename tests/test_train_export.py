@@ -2,9 +2,9 @@
 
 import io
 import json
-from dataclasses import asdict
 import shutil
 import zipfile
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +30,10 @@ def test_train_command_hands_every_option_to_the_recipe(slice_catalogue, trained
                     "min_class_size": 6, "token_dropout": 0.1, "weight_average": 0.9, "finetune_epochs": 1,
                     "finetune_learning_rate": 1e-4, "finetune_batch_size": 8, "finetune_from_block": 4}
     chosen_loss = {"class_level": 0.5, "semantic": 2.0, "gap": 1.5, "threshold": 0.7, "label_smoothing": 0.1}
-    flags = {**{name: name.replace("_", "-") for name in chosen_train}, "class_level": "class-weight",
-             "semantic": "graph-weight", "gap": "gap-weight", "threshold": "graph-threshold",
-             "label_smoothing": "label-smoothing"}
-    options = [item for name, value in {**chosen_train, **chosen_loss}.items() for item in (f"--{flags[name]}",
-                                                                                            str(value))]
+    chosen = {**chosen_train, **chosen_loss}
+    flags = {**{name: name.replace("_", "-") for name in chosen}, "class_level": "class-weight",
+             "semantic": "graph-weight", "gap": "gap-weight", "threshold": "graph-threshold"}
+    options = [item for name, value in chosen.items() for item in (f"--{flags[name]}", str(value))]
     result = CliRunner().invoke(main, ["train", str(slice_catalogue), "--out", str(tmp_path / "m"), "--cache-dir",
                                        str(trained_model / "cache"), "--trainable-blocks", "1", *options])
     assert result.exit_code == 0, result.output
