@@ -13,6 +13,9 @@ Annotation rules (what the default `quantize_model` cannot do on its own):
   *last* axis, which for a depthwise kernel (kh, kw, C, 1) is one scale for all channels; together they cut the
   EfficientNet image tower's embedding cosine to float to 0.85. The converter quantises depthwise weights per
   channel itself, and the ReLU6 after each depthwise block carries the activation range.
+- `Dropout` is copied at rate 0: the copy is fine-tuned only to adapt trained weights to int8 rounding, and
+  dropout's noise moved the int8 model away from the float one (benchmarks/EXPERIMENTS.md, "Dropout in the QAT
+  fine-tune").
 The shared classifier is one layer called twice, and stays one (shared) quantised layer.
 
 TFMOT starts every activation range at [-6, 6] and moves it by an exponential moving average with decay 0.999,
@@ -80,6 +83,9 @@ def _annotator(model: keras.Model):
     def annotate(layer: keras.layers.Layer) -> keras.layers.Layer:
         if isinstance(layer, (L2Normalize, FusedProbabilities, keras.layers.Rescaling)):
             return quantization.quantize_annotate_layer(layer, OutputQuantizeConfig())
+        if isinstance(layer, keras.layers.Dropout):
+            no_dropout = {**layer.get_config(), "rate": 0.0}
+            return quantization.quantize_annotate_layer(keras.layers.Dropout.from_config(no_dropout))
         if layer.name in folded_into_depthwise or isinstance(layer, keras.layers.DepthwiseConv2D):
             return quantization.quantize_annotate_layer(layer, FloatQuantizeConfig())
         if _registry.supports(layer) or isinstance(layer, keras.layers.BatchNormalization):
@@ -98,7 +104,7 @@ def list_outputs(model: keras.Model) -> keras.Model:
 
 
 def quantize_aware(model: keras.Model) -> keras.Model:
-    """A QAT copy of the inference model (same weights, fake-quant ops inserted, BatchNorm folded)."""
+    """A QAT copy of the inference model (same weights, fake-quant ops inserted, BatchNorm folded, no dropout)."""
     annotated = keras.models.clone_model(list_outputs(model), clone_function=_annotator(model))
     annotated.set_weights(list_outputs(model).get_weights())
     with quantization.quantize_scope({"OutputQuantizeConfig": OutputQuantizeConfig, "L2Normalize": L2Normalize,

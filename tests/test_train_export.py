@@ -180,6 +180,23 @@ def test_exporting_a_model_twice_gives_the_same_int8_model(int8_bundle, trained_
     assert first == second
 
 
+def _dropout_rates(model) -> list[float]:
+    from huse_edge._tf import keras
+
+    return [layer.rate for layer in model.submodules if isinstance(layer, keras.layers.Dropout)]
+
+
+def test_the_qat_copy_drops_nothing(trained_model):
+    """The QAT fine-tune only adapts trained weights to int8 rounding: every Dropout of the float model is in the
+    copy, at rate 0."""
+    from converters.qat import quantize_aware
+
+    float_model = ModelDir.load(trained_model).keras_model()
+    float_rates = _dropout_rates(float_model)
+    assert float_rates and min(float_rates) > 0
+    assert _dropout_rates(quantize_aware(float_model)) == [0.0] * len(float_rates)
+
+
 def test_tampered_bundle_is_refused(int8_bundle, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(int8_bundle[0], copy)
