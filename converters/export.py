@@ -39,8 +39,8 @@ class ExportRefused(RuntimeError):
 
 def qat_finetune(float_model: keras.Model, model_dir: ModelDir, products, labels, config: QatConfig,
                  seed: int = 0) -> keras.Model:
-    """QAT copy of the model, fine-tuned on the same three HUSE losses as training. Seeded like training (the
-    dropout masks and the batch order), so that exporting the same model twice gives the same int8 file."""
+    """QAT copy of the model (no dropout: see `converters.qat`), fine-tuned on the same three HUSE losses as
+    training. Its batch order is seeded, so that exporting the same model twice gives the same int8 file."""
     keras.utils.set_random_seed(seed)
     qat = quantize_aware(float_model)
     images, tokens = model_inputs(model_dir, products)
