@@ -15,8 +15,7 @@ from huse_edge import pretrained
 from huse_edge._tf import keras, tf
 from huse_edge.efficientnet_lite import INPUT_MEAN, INPUT_STD, NUM_BLOCKS, EfficientNetLite0
 from huse_edge.errors import BackboneError
-
-BACKBONES = ("efficientnet_lite0", "mobilenet_v2", "vgg16", "small_cnn")
+from huse_edge.recipe import BACKBONES
 
 
 @dataclass

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from huse_edge.recipe import LossWeights, QatConfig, TrainConfig  # plain dataclasses: the options' defaults
+from huse_edge.recipe import BACKBONES, HuseConfig, LossWeights, QatConfig, TrainConfig  # the options' defaults
 
 DEFAULT_CATALOGUE = Path("../shared/data/fashion-products/products.csv")
 GET_DATA_HINT = ("no catalogue at {path}. Get the public Fashion Product Images (small) catalogue with:\n"
@@ -57,13 +57,14 @@ def _columns(category_columns: str | None):
 @main.command()
 @click.argument("catalogue", required=False, type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs/huse"), show_default=True)
-@click.option("--backbone", type=click.Choice(["efficientnet_lite0", "mobilenet_v2", "vgg16", "small_cnn"]),
-              default="efficientnet_lite0", show_default=True)
+@click.option("--backbone", type=click.Choice(BACKBONES), default=HuseConfig.backbone, show_default=True)
 @click.option("--backbone-weights", type=click.Path(exists=True, path_type=Path),
               help="Pretrained weights file (EfficientNet-Lite0: a PyTorch state dict; Keras apps: .h5).")
-@click.option("--image-size", default="128x96", show_default=True, help="Model input HEIGHTxWIDTH.")
-@click.option("--trainable-blocks", type=int, default=None, help="Top backbone blocks fine-tuned on cached features.")
-@click.option("--embedding-dim", type=int, default=None)
+@click.option("--image-size", default=f"{HuseConfig.image_height}x{HuseConfig.image_width}", show_default=True,
+              help="Model input HEIGHTxWIDTH.")
+@click.option("--trainable-blocks", type=int, default=HuseConfig.trainable_blocks, show_default=True,
+              help="Top backbone blocks fine-tuned on cached features.")
+@click.option("--embedding-dim", type=int, default=HuseConfig.embedding_dim, show_default=True)
 @click.option("--epochs", type=int, default=TrainConfig.epochs, show_default=True, help="Epochs on cached features.")
 @click.option("--batch-size", type=int, default=TrainConfig.batch_size, show_default=True, help="Per replica.")
 @click.option("--learning-rate", type=float, default=TrainConfig.learning_rate, show_default=True)
@@ -75,9 +76,9 @@ def _columns(category_columns: str | None):
 @click.option("--category-columns", help="Comma-separated category columns, top level first.")
 @click.option("--class-embeddings", type=click.Path(exists=True, path_type=Path),
               help=".npy matrix (classes x dims, rows in labels.txt order) replacing the hierarchy distance.")
-@click.option("--class-weight", "w_class", type=float, default=LossWeights.class_level, show_default=True)
-@click.option("--graph-weight", "w_graph", type=float, default=LossWeights.semantic, show_default=True)
-@click.option("--gap-weight", "w_gap", type=float, default=LossWeights.gap, show_default=True)
+@click.option("--class-weight", type=float, default=LossWeights.class_level, show_default=True)
+@click.option("--graph-weight", type=float, default=LossWeights.semantic, show_default=True)
+@click.option("--gap-weight", type=float, default=LossWeights.gap, show_default=True)
 @click.option("--graph-threshold", type=float, default=LossWeights.threshold, show_default=True)
 @click.option("--label-smoothing", type=click.FloatRange(0.0, 1.0, max_open=True), default=LossWeights.label_smoothing,
               show_default=True, help="Label smoothing of the class-level loss.")
@@ -102,8 +103,9 @@ def _columns(category_columns: str | None):
 @_user_errors
 def train(catalogue, out_dir, backbone, backbone_weights, image_size, trainable_blocks, embedding_dim, epochs,
           batch_size, learning_rate, patience, class_level, min_class_size, category_columns, class_embeddings,
-          w_class, w_graph, w_gap, graph_threshold, label_smoothing, token_dropout, weight_average, finetune_epochs,
-          finetune_learning_rate, finetune_batch_size, finetune_from_block, cache_dir, seed, strategy, strict):
+          class_weight, graph_weight, gap_weight, graph_threshold, label_smoothing, token_dropout, weight_average,
+          finetune_epochs, finetune_learning_rate, finetune_batch_size, finetune_from_block, cache_dir, seed, strategy,
+          strict):
     """Train HUSE on CATALOGUE (default: the shared Fashion Product Images catalogue), a CSV/JSONL file or a
     directory of TFRecord shards from `huse-edge data shard`."""
     from huse_edge.shards import is_shard_dir
@@ -113,20 +115,19 @@ def train(catalogue, out_dir, backbone, backbone_weights, image_size, trainable_
         raise click.UsageError(GET_DATA_HINT.format(path=catalogue))
     import numpy as np
 
-    from huse_edge.train import overrides_for
     from huse_edge.train import train as run_training
 
     height, width = _size(image_size)
-    overrides = overrides_for(backbone=backbone, image_height=height, image_width=width,
-                              trainable_blocks=trainable_blocks, embedding_dim=embedding_dim)
-    run_training(catalogue, out_dir, overrides,
+    model_options = {"backbone": backbone, "image_height": height, "image_width": width,
+                     "trainable_blocks": trainable_blocks, "embedding_dim": embedding_dim}
+    run_training(catalogue, out_dir, model_options,
                  TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
                              seed=seed, class_level=class_level, min_class_size=min_class_size,
                              token_dropout=token_dropout, weight_average=weight_average, strategy=strategy,
                              finetune_epochs=finetune_epochs, finetune_learning_rate=finetune_learning_rate,
                              finetune_batch_size=finetune_batch_size, finetune_from_block=finetune_from_block),
-                 LossWeights(w_class, w_graph, w_gap, graph_threshold, label_smoothing), _columns(category_columns),
-                 strict,
+                 LossWeights(class_weight, graph_weight, gap_weight, graph_threshold, label_smoothing),
+                 _columns(category_columns), strict,
                  np.load(class_embeddings, allow_pickle=False) if class_embeddings else None,
                  backbone_weights, cache_dir)
 

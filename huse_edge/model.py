@@ -14,14 +14,14 @@ blocks frozen: pixels -> the output of the blocks before `block`, and that outpu
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from huse_edge._tf import keras
 from huse_edge.backbones import build_backbone
 from huse_edge.layers import FusedProbabilities, L2Normalize
+from huse_edge.recipe import HuseConfig
 
 OUTPUTS = ("image_embedding", "text_embedding", "image_logits", "text_logits", "fused_probabilities")
 
@@ -29,47 +29,6 @@ OUTPUTS = ("image_embedding", "text_embedding", "image_logits", "text_logits", "
 def as_output_dict(outputs) -> dict:
     """Model outputs as a dict keyed by `OUTPUTS` (QAT copies of the model return them as a list)."""
     return outputs if isinstance(outputs, dict) else dict(zip(OUTPUTS, outputs))
-
-
-@dataclass(frozen=True)
-class HuseConfig:
-    """Everything needed to rebuild the network; round-trips through `to_dict`/`from_dict`."""
-
-    num_classes: int
-    vocab_size: int
-    max_length: int = 16
-    embedding_dim: int = 256
-    backbone: str = "efficientnet_lite0"
-    image_height: int = 128
-    image_width: int = 96
-    trainable_blocks: int = 2
-    image_hidden: int = 512
-    text_hidden: int = 512
-    token_dim: int = 96
-    text_filters: int = 256
-    dropout: float = 0.2
-    logit_scale: float = 16.0
-    fusion_image_weight: float = 0.5  # set from the validation split after training
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "HuseConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
-        return cls(**data)
-
-    def save(self, path: str | Path) -> None:
-        from huse_edge.atomic import write_text
-
-        write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, path: str | Path) -> "HuseConfig":
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
 @dataclass

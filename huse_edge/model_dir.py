@@ -17,7 +17,7 @@ import numpy as np
 from huse_edge.atomic import atomic_path, write_text
 from huse_edge.errors import ModelDirError
 from huse_edge.hierarchy import LabelHierarchy
-from huse_edge.model import HuseConfig
+from huse_edge.recipe import HuseConfig
 from huse_edge.tokenizer import Tokenizer
 
 MODEL_FILE = "model.keras"

@@ -1,14 +1,49 @@
-"""The recipe's settings: what `huse-edge train`, and the quantization-aware fine-tune of `huse-edge export`,
-do unless told otherwise.
+"""The recipe's settings: the network `huse-edge train` builds, how it trains it, and the quantization-aware
+fine-tune of `huse-edge export`, unless told otherwise.
 
 Plain dataclasses, importable without TensorFlow, so that the command line takes its option defaults from them
-(one place to change a default) and `huse-edge --help` stays instant. `TrainConfig` and `LossWeights` are saved in
-a model directory's `config.json` (`train`, `loss`) and rebuilt from it by `evaluate` and `export`.
+(one place to change a default) and `huse-edge --help` stays instant. `HuseConfig`, `TrainConfig` and
+`LossWeights` are saved in a model directory's `config.json` (`model`, `train`, `loss`) and rebuilt from it by
+`evaluate` and `export`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+
+BACKBONES = ("efficientnet_lite0", "mobilenet_v2", "vgg16", "small_cnn")
+
+
+@dataclass(frozen=True)
+class HuseConfig:
+    """Everything needed to rebuild the network; round-trips through `to_dict`/`from_dict`."""
+
+    num_classes: int
+    vocab_size: int
+    max_length: int = 16
+    embedding_dim: int = 256
+    backbone: str = "efficientnet_lite0"
+    image_height: int = 128
+    image_width: int = 96
+    trainable_blocks: int = 2
+    image_hidden: int = 512
+    text_hidden: int = 512
+    token_dim: int = 96
+    text_filters: int = 256
+    dropout: float = 0.2
+    logit_scale: float = 16.0
+    fusion_image_weight: float = 0.5  # set from the validation split after training
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "HuseConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        return cls(**data)
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,9 @@ from huse_edge.features import cached_features, frozen_outputs, load_pixels
 from huse_edge.hierarchy import cosine_distances
 from huse_edge.loss import COMPONENTS, HuseLoss, global_values
 from huse_edge.memory import peak_rss_mb
-from huse_edge.model import OUTPUTS, HuseConfig, HuseModel, as_output_dict, build_huse
+from huse_edge.model import OUTPUTS, HuseModel, as_output_dict, build_huse
 from huse_edge.model_dir import save_model_dir
-from huse_edge.recipe import Augmentation, LossWeights, TrainConfig
+from huse_edge.recipe import Augmentation, HuseConfig, LossWeights, TrainConfig
 from huse_edge.shards import is_shard_dir, read_shard_catalogue, shard_files, stream_images
 from huse_edge.tokenizer import PAD_ID, UNK_ID, Tokenizer, TokenizerSpec
 
@@ -529,9 +529,3 @@ def early_block_inputs(early: keras.Model, pixels: np.ndarray, rows: dict[str, n
     print(f"fine-tune inputs: outputs of the frozen blocks {inputs['val'].shape[1:]} of every photo and of the "
           f"mirrored training photos in {time.perf_counter() - start:.0f} s")
     return inputs
-
-
-def overrides_for(**kwargs) -> dict:
-    """HuseConfig overrides from CLI options, dropping the ones left unset."""
-    return {k: v for k, v in kwargs.items() if v is not None}
-

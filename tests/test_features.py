@@ -8,7 +8,8 @@ import pytest
 
 from huse_edge.catalogue import read_catalogue
 from huse_edge.features import cache_key, cached_features, load_pixels
-from huse_edge.model import HuseConfig, build_huse
+from huse_edge.model import build_huse
+from huse_edge.recipe import HuseConfig
 
 
 @pytest.fixture(scope="module")

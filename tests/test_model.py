@@ -2,7 +2,8 @@ import numpy as np
 
 from huse_edge._tf import keras
 from huse_edge.evaluate import best_fusion_weight, softmax
-from huse_edge.model import HuseConfig, build_huse
+from huse_edge.model import build_huse
+from huse_edge.recipe import HuseConfig
 
 SMALL = dict(num_classes=5, vocab_size=50, max_length=6, embedding_dim=16, image_height=32, image_width=24,
              image_hidden=16, text_hidden=16, token_dim=8, text_filters=8)

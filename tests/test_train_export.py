@@ -62,7 +62,8 @@ def test_finetune_trains_the_backbone_from_its_first_tuned_block(trained_model):
     numbers its epochs on from the cached phase's and reports its own throughput."""
     from huse_edge._tf import keras
     from huse_edge.backbones import early_layer_prefixes
-    from huse_edge.model import HuseConfig, build_huse
+    from huse_edge.model import build_huse
+    from huse_edge.recipe import HuseConfig
 
     config = json.loads((trained_model / "config.json").read_text())
     from_block = config["train"]["finetune_from_block"]
