@@ -70,10 +70,12 @@ class TrainConfig:
     token_dropout: float = 0.0  # share of title tokens replaced by [UNK] in training batches
     weight_average: float = 0.0  # momentum of the weights' moving average that is validated and kept; 0: off
     strategy: str = "none"  # "mirrored" | "multi-worker" (see `distribute`)
-    finetune_epochs: int = 3  # backbone fine-tune from pixels after the cached phase; 0: off
+    finetune_epochs: int = 4  # backbone fine-tune from pixels after the cached phase; 0: off
     finetune_learning_rate: float = 6e-4
     finetune_batch_size: int = 64  # per replica
-    finetune_from_block: int = 3  # the fine-tune keeps the stem and the backbone blocks before this one
+    # the fine-tune keeps the stem and the backbone blocks before this one (EfficientNet-Lite0: its 16x12 stage and
+    # below, whose steps cost a 4th epoch's time; benchmarks/EXPERIMENTS.md)
+    finetune_from_block: int = 5
 
     @property
     def augmentation(self) -> Augmentation:

@@ -521,8 +521,8 @@ def finetune_network(model: HuseModel, from_block: int = 0, split: bool = False)
 def early_block_inputs(early: keras.Model, pixels: np.ndarray, rows: dict[str, np.ndarray]) -> dict:
     """The frozen early blocks' outputs (float16, as the feature cache) of each split's photos (its `rows` of
     `pixels`), and for the training split also of the mirrored photos: the fine-tune's random flip then picks the
-    exact features of the mirrored photo. The frozen layers' forward pass is about a fifth of a fine-tune step at
-    128x96; this runs it once per photo and view instead of once per epoch."""
+    exact features of the mirrored photo. The frozen layers' forward pass would otherwise run in every fine-tune
+    step; this runs it once per photo and view instead of once per epoch."""
     start = time.perf_counter()
     inputs = {name: frozen_outputs(early, pixels, rows=row) for name, row in rows.items()}
     inputs["train"] = (inputs["train"], frozen_outputs(early, pixels, mirror=True, rows=rows["train"]))
