@@ -64,7 +64,8 @@ def throughput(catalogue: Path, products: int) -> dict:
     rates = {"products": len(sample), "feature_extraction_products_per_s": feature_rate,
              "cached_epoch_products_per_s": _epoch_rate(model.trainable, features, tokens, labels, distances),
              "pixel_epoch_products_per_s": _epoch_rate(model.inference, pixels, tokens, labels, distances)}
-    for key, from_block in (("finetune_epoch", TrainConfig.finetune_from_block), ("finetune_all_blocks_epoch", 0)):
+    rates["finetune_from_block"] = TrainConfig().for_backbone(config.backbone).finetune_from_block
+    for key, from_block in (("finetune_epoch", rates["finetune_from_block"]), ("finetune_all_blocks_epoch", 0)):
         rates[f"{key}_products_per_s"] = _epoch_rate(finetune_network(model, from_block), pixels, tokens, labels,
                                                      distances, TrainConfig.finetune_batch_size)
     return rates
@@ -96,7 +97,7 @@ def main() -> None:
           f"training epoch {rates['cached_epoch_products_per_s']:.0f}/s on cached features vs "
           f"{rates['pixel_epoch_products_per_s']:.0f}/s from pixels "
           f"({rates['cached_epoch_products_per_s'] / rates['pixel_epoch_products_per_s']:.1f}x); fine-tune epoch "
-          f"{rates['finetune_epoch_products_per_s']:.0f}/s (from block {TrainConfig.finetune_from_block}, batch "
+          f"{rates['finetune_epoch_products_per_s']:.0f}/s (from block {rates['finetune_from_block']}, batch "
           f"{TrainConfig.finetune_batch_size}; {rates['finetune_all_blocks_epoch_products_per_s']:.0f}/s with every "
           "block and the stem trained)")
     if args.model_dir:

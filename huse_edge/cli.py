@@ -15,7 +15,8 @@ from pathlib import Path
 
 import click
 
-from huse_edge.recipe import BACKBONES, HuseConfig, LossWeights, QatConfig, TrainConfig  # the options' defaults
+from huse_edge.recipe import (  # the options' defaults
+    BACKBONES, FINETUNE_FROM_BLOCK, HuseConfig, LossWeights, QatConfig, TrainConfig)
 
 DEFAULT_CATALOGUE = Path("../shared/data/fashion-products/products.csv")
 GET_DATA_HINT = ("no catalogue at {path}. Get the public Fashion Product Images (small) catalogue with:\n"
@@ -92,9 +93,10 @@ def _columns(category_columns: str | None):
 @click.option("--finetune-learning-rate", type=float, default=TrainConfig.finetune_learning_rate, show_default=True)
 @click.option("--finetune-batch-size", type=int, default=TrainConfig.finetune_batch_size, show_default=True,
               help="Per replica.")
-@click.option("--finetune-from-block", type=click.IntRange(0), default=TrainConfig.finetune_from_block,
-              show_default=True, help="The fine-tune keeps the backbone's stem and its blocks before this one as "
-                                      "ImageNet trained them (0: trains them all).")
+@click.option("--finetune-from-block", type=click.IntRange(0),
+              help="The fine-tune keeps the backbone's stem and its blocks before this one as ImageNet trained them "
+                   "(0: trains them all).  [default: "
+                   + ", ".join(f"{block} for {name}" for name, block in FINETUNE_FROM_BLOCK.items()) + "]")
 @click.option("--cache-dir", type=click.Path(path_type=Path), help="Feature cache (default: OUT/cache).")
 @click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
 @click.option("--strategy", type=click.Choice(["none", "mirrored", "multi-worker"]), default=TrainConfig.strategy,

@@ -9,9 +9,12 @@ Plain dataclasses, importable without TensorFlow, so that the command line takes
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 BACKBONES = ("efficientnet_lite0", "mobilenet_v2", "vgg16", "small_cnn")
+# The fine-tune's first trained block by backbone. EfficientNet-Lite0 keeps its stages at 64x48 to 16x12 (their
+# steps cost a 4th epoch's time; benchmarks/EXPERIMENTS.md); MobileNetV2 and VGG16, not measured, keep 3 blocks.
+FINETUNE_FROM_BLOCK = {"efficientnet_lite0": 5, "mobilenet_v2": 3, "vgg16": 3}
 
 
 @dataclass(frozen=True)
@@ -73,13 +76,18 @@ class TrainConfig:
     finetune_epochs: int = 4  # backbone fine-tune from pixels after the cached phase; 0: off
     finetune_learning_rate: float = 6e-4
     finetune_batch_size: int = 64  # per replica
-    # the fine-tune keeps the stem and the backbone blocks before this one (EfficientNet-Lite0: its 16x12 stage and
-    # below, whose steps cost a 4th epoch's time; benchmarks/EXPERIMENTS.md)
-    finetune_from_block: int = 5
+    # the fine-tune keeps the stem and the backbone blocks before this one; None: `FINETUNE_FROM_BLOCK`'s
+    finetune_from_block: int | None = None
 
     @property
     def augmentation(self) -> Augmentation:
         return Augmentation(self.flip, self.token_dropout)
+
+    def for_backbone(self, backbone: str) -> TrainConfig:
+        """This config with the backbone's own fine-tune start filled in, as `config.json` records it."""
+        if self.finetune_from_block is not None:
+            return self
+        return replace(self, finetune_from_block=FINETUNE_FROM_BLOCK.get(backbone, 0))
 
 
 @dataclass(frozen=True)

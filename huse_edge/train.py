@@ -390,6 +390,7 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
     config = HuseConfig(num_classes=len(hierarchy), vocab_size=len(tokenizer),
                         max_length=tokenizer.spec.max_length, **(model_overrides or {}))
     model = build_huse(config, backbone_weights)
+    train_config = train_config.for_backbone(config.backbone)
     print(f"image backbone: {config.backbone} at {config.image_height}x{config.image_width}, "
           f"weights: {model.backbone_source}" + ("" if model.feature_extractor is not None else
                                                   " (no frozen part: training from pixels)"))

@@ -1,9 +1,11 @@
 import numpy as np
+import pytest
 
 from huse_edge._tf import keras
+from huse_edge.backbones import early_layer_prefixes
 from huse_edge.evaluate import best_fusion_weight, softmax
 from huse_edge.model import build_huse
-from huse_edge.recipe import HuseConfig
+from huse_edge.recipe import FINETUNE_FROM_BLOCK, HuseConfig, TrainConfig
 
 SMALL = dict(num_classes=5, vocab_size=50, max_length=6, embedding_dim=16, image_height=32, image_width=24,
              image_hidden=16, text_hidden=16, token_dim=8, text_filters=8)
@@ -95,3 +97,11 @@ def test_split_views_compute_the_inference_network_and_the_mirror_view_is_exact(
     scale = np.abs(exact).max()
     assert np.abs(mirrored - exact).max() <= scale * 2 ** -10
     assert np.abs(features[:, :, ::-1].astype(np.float32) - exact).max() > 0.1 * scale
+
+
+@pytest.mark.parametrize("backbone", sorted(FINETUNE_FROM_BLOCK))
+def test_the_default_finetune_of_each_pretrained_backbone_trains_some_of_its_blocks(backbone):
+    """The recipe's fine-tune start is a block the backbone has, with at least one block after it to train."""
+    block = TrainConfig().for_backbone(backbone).finetune_from_block
+    assert block > 0  # some ImageNet blocks are kept
+    early_layer_prefixes(backbone, block + 1)  # raises BackboneError when `block` is already every block
