@@ -27,8 +27,7 @@ from huse_edge.features import load_pixels
 from huse_edge.hierarchy import cosine_distances
 from huse_edge.loss import HuseLoss
 from huse_edge.model import build_huse
-from huse_edge.recipe import HuseConfig
-from huse_edge.recipe import Augmentation, LossWeights, TrainConfig
+from huse_edge.recipe import Augmentation, HuseConfig, LossWeights, TrainConfig
 from huse_edge.tokenizer import Tokenizer
 from huse_edge.train import HuseTrainer, finetune_network, training_batches
 
