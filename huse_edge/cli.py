@@ -81,6 +81,8 @@ def _columns(category_columns: str | None):
 @click.option("--graph-weight", type=float, default=LossWeights.semantic, show_default=True)
 @click.option("--gap-weight", type=float, default=LossWeights.gap, show_default=True)
 @click.option("--graph-threshold", type=float, default=LossWeights.threshold, show_default=True)
+@click.option("--fused-weight", type=click.FloatRange(0.0), default=LossWeights.fused, show_default=True,
+              help="Weight of the cross-entropy of the fused logits (the towers' mean), beside the three losses.")
 @click.option("--label-smoothing", type=click.FloatRange(0.0, 1.0, max_open=True), default=LossWeights.label_smoothing,
               show_default=True, help="Label smoothing of the class-level loss.")
 @click.option("--token-dropout", type=click.FloatRange(0.0, 1.0, max_open=True), default=TrainConfig.token_dropout,
@@ -105,9 +107,9 @@ def _columns(category_columns: str | None):
 @_user_errors
 def train(catalogue, out_dir, backbone, backbone_weights, image_size, trainable_blocks, embedding_dim, epochs,
           batch_size, learning_rate, patience, class_level, min_class_size, category_columns, class_embeddings,
-          class_weight, graph_weight, gap_weight, graph_threshold, label_smoothing, token_dropout, weight_average,
-          finetune_epochs, finetune_learning_rate, finetune_batch_size, finetune_from_block, cache_dir, seed, strategy,
-          strict):
+          class_weight, graph_weight, gap_weight, graph_threshold, fused_weight, label_smoothing, token_dropout,
+          weight_average, finetune_epochs, finetune_learning_rate, finetune_batch_size, finetune_from_block, cache_dir,
+          seed, strategy, strict):
     """Train HUSE on CATALOGUE (default: the shared Fashion Product Images catalogue), a CSV/JSONL file or a
     directory of TFRecord shards from `huse-edge data shard`."""
     from huse_edge.shards import is_shard_dir
@@ -128,7 +130,7 @@ def train(catalogue, out_dir, backbone, backbone_weights, image_size, trainable_
                              token_dropout=token_dropout, weight_average=weight_average, strategy=strategy,
                              finetune_epochs=finetune_epochs, finetune_learning_rate=finetune_learning_rate,
                              finetune_batch_size=finetune_batch_size, finetune_from_block=finetune_from_block),
-                 LossWeights(class_weight, graph_weight, gap_weight, graph_threshold, label_smoothing),
+                 LossWeights(class_weight, graph_weight, gap_weight, graph_threshold, label_smoothing, fused_weight),
                  _columns(category_columns), strict,
                  np.load(class_embeddings, allow_pickle=False) if class_embeddings else None,
                  backbone_weights, cache_dir)

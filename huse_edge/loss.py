@@ -7,6 +7,11 @@
   only pairs of related classes are pulled to their semantic distance; unrelated ones are left free.
 - Cross-modal gap: mean cosine distance between the image and the text embedding of the same product.
 
+Beyond the paper, optionally (`LossWeights.fused`): the cross-entropy of the towers' fused logits, the mean of the
+two, which is the late fusion at equal weights. The class-level loss trains each tower alone, while the product
+is classified by their fusion; this term trains that decision, so that one tower can make up for the other. It is
+logged whatever its weight.
+
 Under a tf.distribute strategy with several replicas in sync, every loss is still the loss of the *global* batch:
 each replica returns its share (its examples' sums over the global example count; for the graph loss, the pairs
 of its embeddings with the embeddings of every replica, gathered with their gradient), the shares sum to the
@@ -21,7 +26,7 @@ import numpy as np
 from huse_edge._tf import tf
 from huse_edge.recipe import LossWeights
 
-COMPONENTS = ("class_loss", "graph_loss", "gap_loss")
+COMPONENTS = ("class_loss", "graph_loss", "gap_loss", "fused_class_loss")
 
 
 def class_level_losses(labels: tf.Tensor, logits: tf.Tensor, smoothing: float = 0.0) -> tf.Tensor:
@@ -85,7 +90,11 @@ class HuseLoss:
             "graph_loss": semantic_similarity_sum(universal, universal_labels, others, other_labels,
                                                   self.class_distances, self.weights.threshold) / (2 * count) ** 2,
             "gap_loss": tf.reduce_sum(cross_modal_gaps(image, text)) / count,
+            "fused_class_loss": tf.reduce_sum(class_level_losses(
+                labels, 0.5 * (outputs["image_logits"] + outputs["text_logits"]), smoothing)) / count,
         }
         parts["loss"] = (self.weights.class_level * parts["class_loss"] + self.weights.semantic * parts["graph_loss"]
                          + self.weights.gap * parts["gap_loss"])
+        if self.weights.fused:
+            parts["loss"] += self.weights.fused * parts["fused_class_loss"]
         return parts

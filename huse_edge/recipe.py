@@ -99,6 +99,7 @@ class LossWeights:
     gap: float = 1.0
     threshold: float = 0.8
     label_smoothing: float = 0.0  # of the class-level targets: (1 - e) on the label, e / K spread over all K
+    fused: float = 0.0  # weight of the fused cross-entropy (see `loss`), an addition to the paper's three losses
 
     def to_dict(self) -> dict:
         return asdict(self)

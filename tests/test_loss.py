@@ -57,3 +57,19 @@ def test_weighted_total_and_components():
     assert np.isclose(parts["graph_loss"], expected_graph, atol=1e-6)
     assert np.isclose(parts["loss"], parts["class_loss"] + 2 * parts["graph_loss"] + 3 * parts["gap_loss"],
                       atol=1e-6)
+
+
+def test_fused_class_loss_trains_the_towers_mean_only_when_weighted():
+    image = np.stack([unit(1, 0), unit(0, 1)])
+    outputs = {"image_embedding": image, "text_embedding": image,
+               "image_logits": np.array([[2, 0], [0, 0]], np.float32),
+               "text_logits": np.array([[0, 0], [0, 2]], np.float32)}
+    labels = np.array([0, 1])
+    distances = np.array([[0, 1], [1, 0]], np.float32)
+    # fused logits [[1, 0], [0, 1]]: each product's cross-entropy is log(1 + e^-1)
+    expected_fused = np.log1p(np.exp(-1.0))
+    off = {k: float(v) for k, v in HuseLoss(distances, LossWeights())(outputs, labels).items()}
+    on = {k: float(v) for k, v in HuseLoss(distances, LossWeights(fused=0.5))(outputs, labels).items()}
+    assert np.isclose(off["fused_class_loss"], expected_fused, atol=1e-6)
+    assert np.isclose(off["loss"], off["class_loss"] + off["graph_loss"] + off["gap_loss"], atol=1e-6)
+    assert np.isclose(on["loss"], off["loss"] + 0.5 * expected_fused, atol=1e-6)

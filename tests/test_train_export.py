@@ -29,10 +29,11 @@ def test_train_command_hands_every_option_to_the_recipe(slice_catalogue, trained
     chosen_train = {"epochs": 1, "batch_size": 16, "learning_rate": 2e-3, "patience": 4, "seed": 3,
                     "min_class_size": 6, "token_dropout": 0.1, "weight_average": 0.9, "finetune_epochs": 1,
                     "finetune_learning_rate": 1e-4, "finetune_batch_size": 8, "finetune_from_block": 4}
-    chosen_loss = {"class_level": 0.5, "semantic": 2.0, "gap": 1.5, "threshold": 0.7, "label_smoothing": 0.1}
+    chosen_loss = {"class_level": 0.5, "semantic": 2.0, "gap": 1.5, "threshold": 0.7, "label_smoothing": 0.1,
+                   "fused": 0.5}
     chosen = {**chosen_train, **chosen_loss}
     flags = {**{name: name.replace("_", "-") for name in chosen}, "class_level": "class-weight",
-             "semantic": "graph-weight", "gap": "gap-weight", "threshold": "graph-threshold"}
+             "semantic": "graph-weight", "gap": "gap-weight", "threshold": "graph-threshold", "fused": "fused-weight"}
     options = [item for name, value in chosen.items() for item in (f"--{flags[name]}", str(value))]
     result = CliRunner().invoke(main, ["train", str(slice_catalogue), "--out", str(tmp_path / "m"), "--cache-dir",
                                        str(trained_model / "cache"), "--trainable-blocks", "1", *options])
@@ -49,7 +50,7 @@ def test_training_writes_a_complete_model_directory(trained_model):
     assert metrics["fused_top1"] > 0.6 and metrics["text_to_image_R@1"] > 0.4  # 8 classes: chance is 0.125
     history = (trained_model / "history.csv").read_text().splitlines()
     header = history[0].split(",")
-    assert {"class_loss", "graph_loss", "gap_loss", "val_graph_loss"} <= set(header)
+    assert {"class_loss", "graph_loss", "gap_loss", "fused_class_loss", "val_graph_loss"} <= set(header)
     for name in ("class_loss", "graph_loss", "gap_loss"):  # every loss is active: positive and logged per epoch
         values = [float(line.split(",")[header.index(name)]) for line in history[1:]]
         assert len(values) >= 2 and all(v > 0 for v in values)
