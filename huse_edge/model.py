@@ -8,8 +8,9 @@ classification layer applied to both embeddings.
   backbone trains from pixels);
 - `trainable`: cached features + tokens -> the same outputs; what `fit` optimises.
 
-`HuseModel.split_at(block)` gives two more views for the fine-tune, which keeps the backbone's stem and first
-blocks frozen: pixels -> the output of the blocks before `block`, and that output + tokens -> the same outputs.
+`HuseModel.split_at(block)` gives more views for the fine-tune, which keeps the backbone's stem and first
+blocks frozen (`SplitViews`): pixels -> the output of the blocks before `block`, and that output + tokens -> the
+same outputs.
 """
 
 from __future__ import annotations
@@ -31,6 +32,17 @@ def as_output_dict(outputs) -> dict:
     return outputs if isinstance(outputs, dict) else dict(zip(OUTPUTS, outputs))
 
 
+@dataclass(frozen=True)
+class SplitViews:
+    """Views of a model split before a backbone block, sharing its layers."""
+
+    early: keras.Model  # pixels -> output of the frozen blocks before the split
+    finetune: keras.Model  # that output + tokens -> the model's outputs
+    # pixels -> [that output, the feature extractor's output]: one pass computes both, bit for bit what the two
+    # models compute apart; None when the split lies above the extractor's part of the backbone
+    early_and_features: keras.Model | None
+
+
 @dataclass
 class HuseModel:
     config: HuseConfig
@@ -38,11 +50,11 @@ class HuseModel:
     trainable: keras.Model
     feature_extractor: keras.Model | None
     backbone_source: str
-    _split: Callable[[int], tuple[keras.Model, keras.Model] | None] = lambda block: None
+    _split: Callable[[int], SplitViews | None] = lambda block: None
 
-    def split_at(self, block: int) -> tuple[keras.Model, keras.Model] | None:
-        """(pixels -> output of the backbone blocks before `block`, that output + tokens -> outputs), sharing
-        this model's layers; None when the backbone cannot be split there (Keras applications, block 0)."""
+    def split_at(self, block: int) -> SplitViews | None:
+        """The views of this model split before backbone block `block`; None when the backbone cannot be split
+        there (Keras applications, block 0)."""
         return self._split(block)
 
 
@@ -107,15 +119,17 @@ def build_huse(config: HuseConfig, backbone_weights: str | Path | None = None,
     trainable = keras.Model([features, tokens], _outputs(parts.top(features), tokens, *heads), name="huse_train")
     extractor = keras.Model(pixels, cached, name="huse_features") if parts.bottom else None
 
-    def split(block: int) -> tuple[keras.Model, keras.Model] | None:
+    def split(block: int) -> SplitViews | None:
         halves = parts.split_at(block) if parts.pretrained else None
         if halves is None:
             return None
-        bottom, top = halves
-        early = bottom(pixels)
+        early = halves.bottom(pixels)
         early_input = keras.Input(early.shape[1:], dtype=early.dtype, name="image_features")
-        return (keras.Model(pixels, early, name="huse_early_features"),
-                keras.Model([early_input, tokens], _outputs(top(early_input), tokens, *heads), name="huse_finetune"))
+        both = keras.Model(pixels, [early, halves.to_cached(early)], name="huse_early_and_features") \
+            if halves.to_cached is not None else None
+        return SplitViews(keras.Model(pixels, early, name="huse_early_features"),
+                          keras.Model([early_input, tokens], _outputs(halves.top(early_input), tokens, *heads),
+                                      name="huse_finetune"), both)
 
     parts.load_weights()
     if parts.pretrained:  # fine-tune the top blocks with frozen batch statistics, as is usual for small batches

@@ -30,7 +30,7 @@ from huse_edge.backbones import early_layer_prefixes
 from huse_edge.catalogue import Catalogue, Columns, LabelledCatalogue, label, read_catalogue
 from huse_edge.distribute import is_chief, make_strategy, shard_by_data
 from huse_edge.evaluate import best_fusion_weight, evaluate_outputs, format_metrics
-from huse_edge.features import cached_features, frozen_outputs, load_pixels
+from huse_edge.features import cached_features, features_and_early_outputs, frozen_outputs, load_pixels
 from huse_edge.hierarchy import cosine_distances
 from huse_edge.loss import COMPONENTS, HuseLoss, global_values
 from huse_edge.memory import peak_rss_mb
@@ -419,12 +419,14 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
         rows = {name: np.array([index[id(p)] for p in part.products]) for name, part in splits.items()}
         pixels_all = load_pixels([p.image for p in labelled.products], config.image_height, config.image_width) \
             if finetune or model.feature_extractor is None else None
-        images_all = image_inputs(model, labelled.products, Path(cache_dir) if cache_dir else out_dir / "cache",
-                                  pixels_all)
-        images = {name: np.asarray(images_all[row]) for name, row in rows.items()}
+        cache = Path(cache_dir) if cache_dir else out_dir / "cache"
         if split is not None:  # the fine-tune trains on the frozen blocks' outputs, computed once
-            pixels = early_block_inputs(split[0], pixels_all, rows)
+            images_all, early = features_and_early_outputs(model, split, labelled.products, cache, pixels_all, rows)
+            pixels = early_block_inputs(split.early, pixels_all, rows["train"], early)
         else:
+            images_all = image_inputs(model, labelled.products, cache, pixels_all)
+        images = {name: np.asarray(images_all[row]) for name, row in rows.items()}
+        if split is None:
             pixels = {name: pixels_all[row] for name, row in rows.items()} if finetune else images
         del pixels_all, images_all
         network_of = _trainable_network
@@ -465,7 +467,7 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
     if not finetune:
         network, eval_batches = network_of(model), batches
     else:  # the split view built above shares `model`'s layers, which now hold the best weights
-        network, eval_batches = (split[1] if split is not None else _pixel_network(model)), pixel_batches
+        network, eval_batches = (split.finetune if split is not None else _pixel_network(model)), pixel_batches
     config = _tune_fusion(model, config, *predict_batches(network, eval_batches("val", 512)))
 
     metrics = evaluate_outputs(*predict_batches(network, eval_batches("test", 512)), hierarchy)
@@ -516,17 +518,18 @@ def finetune_network(model: HuseModel, from_block: int = 0, split: bool = False)
     early = early_layer_prefixes(model.config.backbone, from_block)
     for layer in model.inference.layers:
         layer.trainable = not (isinstance(layer, keras.layers.BatchNormalization) or layer.name.startswith(early))
-    return model.split_at(from_block)[1] if split else model.inference
+    return model.split_at(from_block).finetune if split else model.inference
 
 
-def early_block_inputs(early: keras.Model, pixels: np.ndarray, rows: dict[str, np.ndarray]) -> dict:
-    """The frozen early blocks' outputs (float16, as the feature cache) of each split's photos (its `rows` of
-    `pixels`), and for the training split also of the mirrored photos: the fine-tune's random flip then picks the
-    exact features of the mirrored photo. The frozen layers' forward pass would otherwise run in every fine-tune
-    step; this runs it once per photo and view instead of once per epoch."""
+def early_block_inputs(early: keras.Model, pixels: np.ndarray, train_rows: np.ndarray,
+                       outputs: dict[str, np.ndarray]) -> dict:
+    """The fine-tune's inputs: `outputs`, the frozen early blocks' outputs (float16, as the feature cache) of
+    each split's photos (`features_and_early_outputs`), and for the training split also those of the mirrored
+    photos (its `train_rows` of `pixels`): the fine-tune's random flip then picks the exact features of the
+    mirrored photo. The frozen layers' forward pass would otherwise run in every fine-tune step; this runs it
+    once per photo and view instead of once per epoch."""
     start = time.perf_counter()
-    inputs = {name: frozen_outputs(early, pixels, rows=row) for name, row in rows.items()}
-    inputs["train"] = (inputs["train"], frozen_outputs(early, pixels, mirror=True, rows=rows["train"]))
-    print(f"fine-tune inputs: outputs of the frozen blocks {inputs['val'].shape[1:]} of every photo and of the "
-          f"mirrored training photos in {time.perf_counter() - start:.0f} s")
-    return inputs
+    mirrored = frozen_outputs(early, pixels, mirror=True, rows=train_rows)
+    print(f"fine-tune inputs: outputs of the frozen blocks {mirrored.shape[1:]} of every photo, and of the "
+          f"{len(mirrored)} mirrored training photos in {time.perf_counter() - start:.0f} s")
+    return {**outputs, "train": (outputs["train"], mirrored)}

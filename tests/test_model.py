@@ -77,8 +77,10 @@ def test_split_views_compute_the_inference_network_and_the_mirror_view_is_exact(
 
     model = build_huse(HuseConfig(num_classes=5, vocab_size=50))
     assert model.backbone_source.startswith("ImageNet"), model.backbone_source
-    early, network = model.split_at(3)
+    views = model.split_at(3)
+    early, network = views.early, views.finetune
     assert model.split_at(0) is None  # block 0 trains the stem: nothing to split off
+    assert model.split_at(15).early_and_features is None  # above the extractor's 14 blocks
     # the fusion weight tuned after training reaches every view (the fine-tune's view reports the test metrics)
     model.inference.get_layer("fused").image_weight = 0.2
     assert network.get_layer("fused") is model.inference.get_layer("fused") is model.trainable.get_layer("fused")
