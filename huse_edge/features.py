@@ -44,16 +44,22 @@ def load_pixels(paths: Sequence[Path], height: int, width: int, batch_size: int 
 
 
 def frozen_outputs(model: keras.Model, pixels: np.ndarray, batch_size: int = 64, mirror: bool = False,
-                   rows: np.ndarray | None = None) -> np.ndarray:
-    """`model`'s outputs over uint8 photos, in batches, as float16 (what the feature cache stores); `mirror` flips
-    every photo left to right first; `rows` selects photos of `pixels` (all by default) without copying them."""
+                   rows: np.ndarray | None = None,
+                   advance: Callable[[int], None] = lambda done: None) -> np.ndarray | list[np.ndarray]:
+    """`model`'s outputs over uint8 photos, in batches, as float16 (what the feature cache stores), one array per
+    output of a model with several; `mirror` flips every photo left to right first; `rows` selects photos of
+    `pixels` (all by default) without copying them; `advance` is told the size of each batch done."""
     rows = np.arange(len(pixels)) if rows is None else rows
-    out = np.empty((len(rows), *model.output_shape[1:]), np.float16)
+    several = isinstance(model.output_shape, list)
+    outs = [np.empty((len(rows), *shape[1:]), np.float16)
+            for shape in (model.output_shape if several else [model.output_shape])]
     for start in range(0, len(rows), batch_size):
         batch = pixels[rows[start: start + batch_size]]
-        out[start: start + len(batch)] = model.predict_on_batch(
-            tf.cast(batch[:, :, ::-1] if mirror else batch, tf.float32))
-    return out
+        values = model.predict_on_batch(tf.cast(batch[:, :, ::-1] if mirror else batch, tf.float32))
+        for out, value in zip(outs, values if several else [values]):
+            out[start: start + len(batch)] = value
+        advance(len(batch))
+    return outs if several else outs[0]
 
 
 def cache_key(model: HuseModel, products: Sequence[Product]) -> str:
@@ -119,15 +125,12 @@ def features_and_early_outputs(model: HuseModel, views: SplitViews, products: Se
         print(f"features: the frozen early blocks' outputs of {len(products)} images in "
               f"{time.perf_counter() - start:.0f} s")
         return features, early
-    early = {name: np.empty((len(row), *views.early.output_shape[1:]), np.float16) for name, row in rows.items()}
+    early = {}
 
     def fill(out: np.ndarray, advance: Callable[[int], None]) -> None:
         for name, row in rows.items():
-            for start in range(0, len(row), batch_size):
-                batch = row[start: start + batch_size]
-                values = views.early_and_features.predict_on_batch(tf.cast(pixels[batch], tf.float32))
-                early[name][start: start + len(batch)], out[batch] = values
-                advance(len(batch))
+            early[name], out[row] = frozen_outputs(views.early_and_features, pixels, batch_size, rows=row,
+                                                   advance=advance)
 
     return _compute_cache(model, path, len(products), fill), early
 
