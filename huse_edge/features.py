@@ -88,7 +88,13 @@ def cached_features(model: HuseModel, products: Sequence[Product], cache_dir: st
                     batch_size: int = 64, pixels: np.ndarray | None = None) -> np.ndarray:
     """Backbone-bottom outputs for `products`, read from the cache or computed (with a progress bar) and cached.
     `pixels`, the products' images already decoded by `load_pixels`, spares decoding them a second time."""
-    path = _cache_path(model, products, cache_dir)
+    return _features_at(_cache_path(model, products, cache_dir), model, products, batch_size, pixels)
+
+
+def _features_at(path: Path, model: HuseModel, products: Sequence[Product], batch_size: int,
+                 pixels: np.ndarray | None) -> np.ndarray:
+    """`cached_features` once the cache's `path` is known: the key stats every photo and hashes the weights, so
+    it is computed once per call."""
     if path.is_file():
         print(f"features: reusing cache {path}")
         return np.load(path, mmap_mode="r")
@@ -119,7 +125,7 @@ def features_and_early_outputs(model: HuseModel, views: SplitViews, products: Se
         raise ValueError("rows must hold every product exactly once")
     path = _cache_path(model, products, cache_dir)
     if views.early_and_features is None or path.is_file():
-        features = cached_features(model, products, cache_dir, batch_size, pixels)
+        features = _features_at(path, model, products, batch_size, pixels)
         start = time.perf_counter()
         early = {name: frozen_outputs(views.early, pixels, batch_size, rows=row) for name, row in rows.items()}
         print(f"features: the frozen early blocks' outputs of {len(products)} images in "
