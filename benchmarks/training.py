@@ -23,10 +23,10 @@ import numpy as np
 from huse_edge._tf import keras
 from huse_edge.catalogue import label, read_catalogue
 from huse_edge.cli import DEFAULT_CATALOGUE
-from huse_edge.features import load_pixels
 from huse_edge.hierarchy import cosine_distances
 from huse_edge.loss import HuseLoss
 from huse_edge.model import build_huse
+from huse_edge.pixels import load_pixels
 from huse_edge.recipe import Augmentation, HuseConfig, LossWeights, TrainConfig
 from huse_edge.tokenizer import Tokenizer
 from huse_edge.train import HuseTrainer, finetune_network, training_batches

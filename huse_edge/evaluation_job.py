@@ -9,8 +9,8 @@ import numpy as np
 
 from huse_edge.catalogue import Columns
 from huse_edge.evaluate import evaluate_outputs
-from huse_edge.features import load_pixels
 from huse_edge.model_dir import ModelDir
+from huse_edge.pixels import load_pixels
 from huse_edge.recipe import TrainConfig
 from huse_edge.train import load_labelled, predict_outputs
 

@@ -19,28 +19,7 @@ from huse_edge._tf import keras, tf
 from huse_edge.atomic import atomic_path
 from huse_edge.catalogue import Product
 from huse_edge.model import HuseModel, SplitViews
-from huse_edge.transform import preprocess
-
-
-def pixels_dataset(paths: Sequence[Path], height: int, width: int, batch_size: int) -> tf.data.Dataset:
-    """Decoded, resized uint8 images in a parallel, prefetching tf.data pipeline (see `transform` for the spec)."""
-
-    def load(path):
-        return preprocess(path.decode("utf-8"), height, width)
-
-    def load_tensor(path):
-        image = tf.numpy_function(load, [path], tf.uint8, stateful=False)
-        return tf.ensure_shape(image, (height, width, 3))
-
-    return (tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
-            .map(load_tensor, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .batch(batch_size).prefetch(tf.data.AUTOTUNE))
-
-
-def load_pixels(paths: Sequence[Path], height: int, width: int, batch_size: int = 256) -> np.ndarray:
-    """All images as one (N, height, width, 3) uint8 array, decoded through `pixels_dataset`."""
-    batches = [b.numpy() for b in pixels_dataset(paths, height, width, batch_size)]
-    return np.concatenate(batches) if batches else np.zeros((0, height, width, 3), np.uint8)
+from huse_edge.pixels import pixel_batches
 
 
 def frozen_outputs(model: keras.Model, pixels: np.ndarray, batch_size: int = 64, mirror: bool = False,
@@ -99,7 +78,7 @@ def _features_at(path: Path, model: HuseModel, products: Sequence[Product], batc
         print(f"features: reusing cache {path}")
         return np.load(path, mmap_mode="r")
     config = model.config
-    batches = pixels_dataset([p.image for p in products], config.image_height, config.image_width, batch_size) \
+    batches = pixel_batches([p.image for p in products], config.image_height, config.image_width, batch_size) \
         if pixels is None else (pixels[start: start + batch_size] for start in range(0, len(pixels), batch_size))
 
     def fill(out: np.ndarray, advance: Callable[[int], None]) -> None:

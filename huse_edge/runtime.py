@@ -19,7 +19,6 @@ import io
 import json
 import os
 import re
-import struct
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from huse_edge.bundle import Bundle
+from huse_edge.frames import read_frame, write_frame
 from huse_edge.transform import preprocess
 
 BACKENDS = ("litert", "litert-reference", "litert-compiled", "tflite-runtime", "tf-lite")
@@ -266,7 +266,7 @@ class _IsolatedSignatures:
     """An interpreter served from its own process. tflite-runtime and TensorFlow carry clashing copies of the TFLite
     core (loading a model fails with `vector::reserve`), so a process that has imported TensorFlow, as `verify` does
     to run the Keras model, runs the legacy runtime in a worker that imports only numpy and the runtime, exactly as
-    on an edge board. Requests and replies are `.npz` frames on the worker's stdin/stdout (no pickle)."""
+    on an edge board. Requests and replies are `.npz` `frames` on the worker's stdin/stdout (no pickle)."""
 
     def __init__(self, model_path: Path, options: RuntimeOptions):
         command = [sys.executable, "-c", "from huse_edge.runtime import serve; serve()",
@@ -276,11 +276,10 @@ class _IsolatedSignatures:
         self._receive()
 
     def _receive(self) -> dict[str, np.ndarray]:
-        status = self._process.stdout.read(1)
+        status, payload = read_frame(self._process.stdout)
         if not status:
             raise BackendUnavailable(f"tflite-runtime: the interpreter process died (exit code "
                                      f"{self._process.wait()})")
-        payload = _read_frame(self._process.stdout)
         if status == b"U":
             raise BackendUnavailable(payload.decode())
         if status == b"I":
@@ -289,7 +288,7 @@ class _IsolatedSignatures:
             return dict(arrays)
 
     def run(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        _write_frame(self._process.stdin, b"R", _npz({"__signature__": np.array(signature), **inputs}))
+        write_frame(self._process.stdin, b"R", _npz({"__signature__": np.array(signature), **inputs}))
         return self._receive()
 
     def __del__(self):
@@ -304,33 +303,26 @@ def _npz(arrays: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def _write_frame(stream, status: bytes, payload: bytes) -> None:
-    stream.write(status + struct.pack("<Q", len(payload)) + payload)
-    stream.flush()
-
-
-def _read_frame(stream) -> bytes:
-    (length,) = struct.unpack("<Q", stream.read(8))
-    return stream.read(length)
-
-
 def serve() -> None:
     """The worker side of `_IsolatedSignatures` (`argv`: model path, options as JSON)."""
     reader, writer = sys.stdin.buffer, sys.stdout.buffer
     try:
         signatures = _InterpreterSignatures(Path(sys.argv[1]), RuntimeOptions(**json.loads(sys.argv[2])))
     except BackendUnavailable as error:
-        _write_frame(writer, b"U", str(error).encode())
+        write_frame(writer, b"U", str(error).encode())
         return
-    _write_frame(writer, b"K", _npz({}))
-    while reader.read(1):
-        with np.load(io.BytesIO(_read_frame(reader)), allow_pickle=False) as arrays:
+    write_frame(writer, b"K", _npz({}))
+    while True:
+        status, payload = read_frame(reader)
+        if not status:
+            return
+        with np.load(io.BytesIO(payload), allow_pickle=False) as arrays:
             request = dict(arrays)
         signature = str(request.pop("__signature__"))
         try:
-            _write_frame(writer, b"K", _npz(signatures.run(signature, request)))
+            write_frame(writer, b"K", _npz(signatures.run(signature, request)))
         except InputError as error:
-            _write_frame(writer, b"I", str(error).encode())
+            write_frame(writer, b"I", str(error).encode())
 
 
 def _signatures_for(model_path: Path, options: RuntimeOptions):

@@ -30,12 +30,13 @@ from huse_edge.backbones import early_layer_prefixes
 from huse_edge.catalogue import Catalogue, Columns, LabelledCatalogue, label, read_catalogue
 from huse_edge.distribute import is_chief, make_strategy, shard_by_data
 from huse_edge.evaluate import best_fusion_weight, evaluate_outputs, format_metrics
-from huse_edge.features import cached_features, features_and_early_outputs, frozen_outputs, load_pixels
+from huse_edge.features import cached_features, features_and_early_outputs, frozen_outputs
 from huse_edge.hierarchy import cosine_distances
 from huse_edge.loss import COMPONENTS, HuseLoss, global_values
 from huse_edge.memory import peak_rss_mb
 from huse_edge.model import OUTPUTS, HuseModel, as_output_dict, build_huse
 from huse_edge.model_dir import save_model_dir
+from huse_edge.pixels import load_pixels
 from huse_edge.recipe import Augmentation, HuseConfig, LossWeights, TrainConfig
 from huse_edge.shards import is_shard_dir, read_shard_catalogue, shard_files, stream_images
 from huse_edge.tokenizer import PAD_ID, UNK_ID, Tokenizer, TokenizerSpec

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from huse_edge.catalogue import read_catalogue
-from huse_edge.features import cache_key, cached_features, features_and_early_outputs, frozen_outputs, load_pixels
+from huse_edge.features import cache_key, cached_features, features_and_early_outputs, frozen_outputs
 from huse_edge.model import build_huse
+from huse_edge.pixels import load_pixels
 from huse_edge.recipe import HuseConfig
 
 
