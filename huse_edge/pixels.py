@@ -93,10 +93,10 @@ def pixel_batches(paths: Sequence[str | Path], height: int, width: int, batch_si
     of the consumer at most, so a slow consumer does not hold the whole catalogue in memory."""
     batches = [paths[start: start + batch_size] for start in range(0, len(paths), batch_size)]
     count = worker_count(len(paths))
-    workers = [_Worker() for _ in range(count)] if count > 1 else []
-    if not workers:
+    if count < 2:
         yield from (_preprocess_all(batch, height, width) for batch in batches)
         return
+    workers = [_Worker() for _ in range(count)]
     try:
         for index, batch in enumerate(batches[: len(workers)]):
             workers[index].send(batch, height, width)
