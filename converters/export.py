@@ -65,8 +65,8 @@ def export_bundle(model_dir_path: str | Path, out: str | Path, variants: list[st
                   calibration_products: int = 300, parity_products: int | None = None) -> dict:
     model_dir = ModelDir.load(model_dir_path)
     float_model = model_dir.keras_model()
-    train_part = labelled_split(model_dir, catalogue, "train")
-    val_part = labelled_split(model_dir, catalogue, "val")
+    labelled = labelled_split(model_dir, catalogue, "all")  # read and checked once: 9-13 s for the default catalogue
+    train_part, val_part = labelled.split("train"), labelled.split("val")
     rng = np.random.default_rng(0)
     order = rng.permutation(len(train_part.products))
     calibration = [train_part.products[i] for i in order[:calibration_products]]
