@@ -76,8 +76,8 @@ class HuseSignatures:
     def saved_root(self) -> tf.Module:
         """The object to save with `signatures()`: it holds the variables those functions capture and nothing
         else. Saving the Keras model itself would also trace and store every layer's own call functions, most of
-        the time of a save and of the converter's load (70 of the 83 s of a QAT model's conversion), for functions
-        the converter never reads."""
+        the time of a save and of the converter's load (70 of the 83 s of converting the test slice's QAT model),
+        for functions the converter never reads."""
         root = tf.Module()
         root.model_variables = list(self.model.variables)
         return root
