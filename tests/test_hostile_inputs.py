@@ -179,7 +179,7 @@ def test_export_killed_while_writing_leaves_the_previous_bundle_intact(int8_bund
     bundle = tmp_path / "bundle"
     shutil.copytree(int8_bundle[0], bundle)
     before = {p.name: sha256_of(p) for p in bundle.rglob("*") if p.is_file()}
-    process = subprocess.Popen([sys.executable, "-c", "from huse_edge.cli import main; main()", "export",
+    process = subprocess.Popen([sys.executable, "-m", "huse_edge", "export",
                                 str(trained_model), "--out",
                                 str(bundle), "--catalogue", str(slice_catalogue), "--float"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

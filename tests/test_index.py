@@ -3,6 +3,8 @@ and HNSW against brute force."""
 
 import io
 import json
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -139,11 +141,12 @@ def test_broken_or_foreign_index_is_refused(slice_index, tmp_path, int8_bundle):
 
 def test_parallel_index_parts_read_as_one_index(int8_bundle, slice_catalogue, slice_index, tmp_path):
     """`--workers 2` embeds the catalogue in two processes into two part files; the directory loads as one index
-    with the same rows as the single-file index, and searches the same."""
+    with the same rows as the single-file index, and searches the same. Run as `python -m huse_edge`, the command where
+    the console script is not on PATH, whose worker processes are spawned from a package's `__main__`."""
     parts = tmp_path / "parts"
-    result = CliRunner().invoke(main, ["index", str(int8_bundle[0]), str(slice_catalogue), "--out", str(parts),
-                                       "--workers", "2"])
-    assert result.exit_code == 0, result.output
+    result = subprocess.run([sys.executable, "-m", "huse_edge", "index", str(int8_bundle[0]), str(slice_catalogue),
+                             "--out", str(parts), "--workers", "2"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in parts.iterdir()) == ["part-00000-of-00002.hidx", "part-00001-of-00002.hidx"]
     sizes = [len(ProductIndex.load(p)) for p in sorted(parts.iterdir())]
     assert min(sizes) > 0
