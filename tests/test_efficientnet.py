@@ -87,11 +87,11 @@ def test_keras_port_matches_pytorch_and_predicts_sensible_imagenet_classes(check
     images = np.stack([preprocess(require_catalogue().parent / r["image"], 224, 224) for r in picked])
     images = images.astype(np.float32)
 
-    arrays = pretrained.imagenet_arrays(checkpoint, cache_dir=tmp_path)
-    assert (tmp_path / pretrained.CACHE_NAME).is_file()
     net = EfficientNetLite0()
     inputs = keras.Input((224, 224, 3))
     model = keras.Model(inputs, net(keras.layers.Rescaling(1 / INPUT_STD, offset=-INPUT_MEAN / INPUT_STD)(inputs)))
+    arrays = pretrained.imagenet_arrays(checkpoint, pretrained.weighted_keys(net), cache_dir=tmp_path)
+    assert (tmp_path / pretrained.CACHE_NAME).is_file()
     pretrained.assign_weights(net, arrays)
     ours = model.predict(images, verbose=0)
     reference = _torch_features(load_state_dict(checkpoint), images)

