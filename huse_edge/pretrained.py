@@ -21,8 +21,9 @@ SOURCE_FILE = "models/efficientnet-lite0-57934424.pth"
 CACHE_NAME = "efficientnet_lite0_imagenet.npz"
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("HUSE_EDGE_CACHE", Path.home() / ".cache" / "huse-edge"))
+def _cache_file(cache_dir: str | Path | None) -> Path:
+    """The converted arrays' file, in `cache_dir`, else `$HUSE_EDGE_CACHE`, else `~/.cache/huse-edge`."""
+    return Path(cache_dir or os.environ.get("HUSE_EDGE_CACHE", Path.home() / ".cache" / "huse-edge")) / CACHE_NAME
 
 
 def packaged_checkpoint() -> Path | None:
@@ -74,7 +75,7 @@ def imagenet_source(source: str | Path | None = None, cache_dir: str | Path | No
     package's checkpoint; None when there is none, and callers train from scratch."""
     if source is not None:
         return Path(source)
-    cache = Path(cache_dir or default_cache_dir()) / CACHE_NAME
+    cache = _cache_file(cache_dir)
     return cache if cache.is_file() else packaged_checkpoint()
 
 
@@ -84,7 +85,7 @@ def imagenet_arrays(path: Path, keys: list[str], cache_dir: str | Path | None = 
     building another one to learn them would draw from Keras' seeded initialisers: every layer built after it
     started from other weights, so a machine's first run (no cache yet) trained another model than later runs
     with the same seed."""
-    cache = Path(cache_dir or default_cache_dir()) / CACHE_NAME
+    cache = _cache_file(cache_dir)
     if path == cache:
         with np.load(cache, allow_pickle=False) as stored:
             return dict(stored)
