@@ -129,7 +129,7 @@ def streamed_batches(files: list[str], part: LabelledCatalogue, tokens: np.ndarr
 
 # tf.data's autotuning model runs on a thread that sleeps for up to a minute between rounds, and an iterator's
 # destructor waits for it: Keras drops each epoch's iterator at the start of the next epoch, so every epoch
-# boundary stalled for 0-45 s (2.3 of the default run's 20 minutes on an Intel Xeon). These pipelines
+# boundary stalled for 0-45 s (2.3 min of the default run's 19.8 on an Intel Xeon without AMX). These pipelines
 # gather or decode batches faster than a step consumes them; AUTOTUNE then means one call per core and a
 # self-sizing prefetch buffer, the same batches in the same order.
 _WITHOUT_AUTOTUNE_MODEL = tf.data.Options()
