@@ -3,11 +3,16 @@ package com.huseedge.core
 import org.junit.Assert.assertEquals
 import org.junit.Assert.assertTrue
 import org.junit.Assert.fail
+import org.junit.Rule
 import org.junit.Test
+import org.junit.rules.TemporaryFolder
 import java.io.File
-import java.nio.file.Files
 
 class HuseBundleTest {
+    /** Deleted after each test: every copy is a whole 65 MB bundle. */
+    @get:Rule
+    val temporary = TemporaryFolder()
+
     @Test
     fun loadsAndChecksEveryHash() {
         val bundle = HuseBundle.load(Golden.bundleDir())
@@ -31,7 +36,7 @@ class HuseBundleTest {
     }
 
     private fun copyOf(source: File): File {
-        val target = Files.createTempDirectory("bundle").toFile()
+        val target = temporary.newFolder("bundle")
         source.copyRecursively(target, overwrite = true)
         return target
     }
