@@ -1,12 +1,13 @@
 """`huse-edge` command line: train, evaluate, export, verify, classify, index, search, benchmark.
 
 Errors a user can fix (bad catalogue, bad bundle, missing file) end with a one-line message and exit code 2,
-never a traceback.
+never a traceback. A command that prints a JSON document prints nothing else on stdout.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import functools
 import json
 import multiprocessing
@@ -39,6 +40,17 @@ def _user_errors(function):
             sys.exit(2)
 
     return wrapper
+
+
+@contextlib.contextmanager
+def _progress_on_stderr(active: bool = True):
+    """What a command prints on its way to a JSON result (catalogue reports, export progress) goes to stderr, so
+    that stdout holds the JSON document alone: `huse-edge verify BUNDLE --json | jq` parses."""
+    if not active:
+        yield
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
 
 
 @click.group()
@@ -155,7 +167,8 @@ def evaluate(model_dir, catalogue, split, as_json):
     from huse_edge.evaluate import format_metrics
     from huse_edge.evaluation_job import evaluate_model_dir
 
-    metrics = evaluate_model_dir(model_dir, catalogue, split)
+    with _progress_on_stderr(as_json):
+        metrics = evaluate_model_dir(model_dir, catalogue, split)
     click.echo(json.dumps(metrics, indent=2) if as_json else format_metrics(metrics))
 
 
@@ -193,8 +206,9 @@ def export(model_dir, out, catalogue, int8, ptq, fp16, dynamic, float32, margin,
     catalogue = catalogue or Path(ModelDir.load(model_dir).metrics["catalogue"])
     try:
         qat = QatConfig(products=qat_products, epochs=qat_epochs, learning_rate=qat_learning_rate)
-        parity = export_bundle(model_dir, out or model_dir / "bundle", variants, catalogue, margin, force, qat,
-                               parity_products=parity_products)
+        with _progress_on_stderr():
+            parity = export_bundle(model_dir, out or model_dir / "bundle", variants, catalogue, margin, force, qat,
+                                   parity_products=parity_products)
     except ExportRefused as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(3)
@@ -246,9 +260,10 @@ def verify(bundle, catalogue, model_dir, variant, split, backends, delegates, de
         raise click.BadParameter("expected KEY=VALUE", param_hint="--delegate-option")
     settings = dict(o.split("=", 1) for o in delegate_options)
     options += [RuntimeOptions("litert", threads, delegate=str(d), delegate_options=settings) for d in delegates]
-    run = keras_reference(model_dir, catalogue, split, max_products)
-    result = run_verify(loaded, variant, run.images, run.tokens, run.labels, run.outputs, options,
-                        ParityLimits(min_agreement, max_drop, max_modality_drop), run.products, split)
+    with _progress_on_stderr(as_json):
+        run = keras_reference(model_dir, catalogue, split, max_products)
+        result = run_verify(loaded, variant, run.images, run.tokens, run.labels, run.outputs, options,
+                            ParityLimits(min_agreement, max_drop, max_modality_drop), run.products, split)
     if report:
         from huse_edge.report import write_report
 

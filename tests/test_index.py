@@ -42,7 +42,7 @@ def test_image_query_returns_the_right_kind_of_product(slice_index, slice_catalo
     result = CliRunner().invoke(main, ["search", str(slice_index), "--image", photo,
                                        "--modality", "image", "--top-k", "5", "--json"])
     assert result.exit_code == 0, result.output
-    found = json.loads(result.output)
+    found = json.loads(result.stdout)
     assert [hit["rank"] for hit in found] == [1, 2, 3, 4, 5]
     assert [hit["category"][-1] for hit in found].count(row["article_type"]) >= 4
 
@@ -62,7 +62,7 @@ def test_text_query_returns_the_right_kind_of_product(slice_index):
     result = CliRunner().invoke(main, ["search", str(slice_index), "--text", "black leather belt", "--top-k", "5",
                                        "--json"])
     assert result.exit_code == 0, result.output
-    categories = [hit["category"][-1] for hit in json.loads(result.output)]
+    categories = [hit["category"][-1] for hit in json.loads(result.stdout)]
     assert categories.count("Belts") >= 4
 
 

@@ -118,7 +118,7 @@ def test_gap_loss_brings_modalities_together(slice_catalogue, trained_model, tmp
 def test_evaluate_command_reproduces_training_metrics(trained_model, slice_catalogue):
     result = CliRunner().invoke(main, ["evaluate", str(trained_model), str(slice_catalogue), "--json"])
     assert result.exit_code == 0, result.output
-    metrics = json.loads(result.output[result.output.index("{"):])
+    metrics = json.loads(result.stdout)  # the JSON document alone: progress goes to stderr
     saved = ModelDir.load(trained_model).metrics
     assert abs(metrics["fused_top1"] - saved["fused_top1"]) < 0.02
 
@@ -294,7 +294,7 @@ def test_classify_command(int8_bundle, slice_catalogue):
                                        str(slice_catalogue.parent / row["image"]), "--title", row["title"],
                                        "--json", "--top-k", "3"])
     assert result.exit_code == 0, result.output
-    top = json.loads(result.output)
+    top = json.loads(result.stdout)
     assert len(top) == 3 and top[0]["path"][-1] == row["article_type"]
 
 
@@ -325,7 +325,7 @@ def _verify(bundle, catalogue, model, tmp_path):
 def test_verify_passes_on_every_installed_backend(int8_bundle, trained_model, slice_catalogue, tmp_path):
     result, report = _verify(int8_bundle[0], slice_catalogue, trained_model, tmp_path)
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output[result.output.index("{"):])
+    summary = json.loads(result.stdout)
     statuses = {b["backend"]: b["status"] for b in summary["backends"]}
     assert statuses["litert"] == statuses["litert-reference"] == statuses["litert-compiled:cpu"] == "pass"
     assert statuses["tflite-runtime"] == "pass"  # served from its own process next to TensorFlow
