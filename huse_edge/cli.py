@@ -42,15 +42,10 @@ def _user_errors(function):
     return wrapper
 
 
-@contextlib.contextmanager
-def _progress_on_stderr(active: bool = True):
+def _progress_on_stderr(active: bool = True) -> contextlib.AbstractContextManager:
     """What a command prints on its way to a JSON result (catalogue reports, export progress) goes to stderr, so
     that stdout holds the JSON document alone: `huse-edge verify BUNDLE --json | jq` parses."""
-    if not active:
-        yield
-        return
-    with contextlib.redirect_stdout(sys.stderr):
-        yield
+    return contextlib.redirect_stdout(sys.stderr) if active else contextlib.nullcontext()
 
 
 @click.group()
