@@ -20,12 +20,23 @@ SOURCE_COLUMNS = ("id", "gender", "masterCategory", "subCategory", "articleType"
 OUTPUT_COLUMNS = ("id", "title", "master_category", "sub_category", "article_type", "base_colour", "usage", "image")
 
 
+def published_folder(source: Path) -> Path:
+    """The folder that holds `styles.csv` and `images/`: SOURCE itself, or the one folder below it that does (the
+    published archive also unpacks into a `myntradataset/` folder)."""
+    if (source / "styles.csv").is_file():
+        return source
+    found = sorted(styles.parent for styles in source.glob("*/styles.csv") if (styles.parent / "images").is_dir())
+    if len(found) == 1:
+        return found[0]
+    where = f"several: {', '.join(str(f) for f in found)}" if found else "none"
+    raise CatalogueError(f"{source}: expected the published styles.csv and images/ folder in it or one folder "
+                         f"below it; found {where}")
+
+
 def import_fashion(source: str | Path, out: str | Path) -> tuple[int, list[str]]:
     """Writes OUT/products.csv and OUT/images/; returns (products written, row reports)."""
-    source, out = Path(source), Path(out)
+    source, out = published_folder(Path(source)), Path(out)
     styles = source / "styles.csv"
-    if not styles.is_file():
-        raise CatalogueError(f"{styles}: not found (expected the published styles.csv and images/ folder)")
     reports: list[str] = []
     rows: list[dict] = []
     with styles.open(encoding="utf-8", errors="replace", newline="") as stream:
