@@ -23,7 +23,9 @@ DEFAULT_CATALOGUE = Path("../shared/data/fashion-products/products.csv")
 GET_DATA_HINT = ("no catalogue at {path}. Get the public Fashion Product Images (small) catalogue with:\n"
                  "  pip install kaggle && kaggle datasets download -d paramaggarwal/fashion-product-images-small "
                  "--unzip -p data/raw && huse-edge data import-fashion data/raw --out data/fashion-products\n"
-                 "then run: huse-edge train data/fashion-products/products.csv")
+                 "then run: huse-edge train data/fashion-products/products.csv\n"
+                 "(the kaggle command needs a free Kaggle account's API token in ~/.kaggle/kaggle.json: "
+                 "Kaggle > Settings > API > Create New Token)")
 
 
 def _user_errors(function):
