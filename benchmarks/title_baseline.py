@@ -10,7 +10,7 @@ split: word uni- and bigrams as scikit-learn splits words (the textbook baseline
 them), and character 2-5-grams inside words. With `--model-dir`, the products are labelled with the model's
 classes, and its image, text and fused top-1 on the test split are set against each baseline product by product:
 the gain of its text tower and of its fused prediction with a 95% interval, and McNemar's exact test on the
-products that exactly one of the two gets right. About 9 minutes on 2 cores, most of it the nine fits.
+products that exactly one of the two gets right. 9–10 minutes on 2 cores, most of it the nine fits.
 """
 
 from __future__ import annotations
