@@ -1,5 +1,6 @@
-"""What titles alone give a classical classifier on the same split (TF-IDF + logistic regression, the baseline a
-multimodal product classifier has to beat), and how far HUSE is above it, product by product.
+"""Title-only TF-IDF + logistic-regression classifiers on the model's split, and HUSE against them product by product.
+
+The classical baseline a multimodal product classifier has to beat: what titles alone give.
 
     pip install -e '.[bench]'
     python benchmarks/title_baseline.py [CATALOGUE] [--model-dir runs/huse]
