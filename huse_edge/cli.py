@@ -21,11 +21,12 @@ from huse_edge.recipe import (  # the options' defaults
 
 DEFAULT_CATALOGUE = Path("../shared/data/fashion-products/products.csv")
 GET_DATA_HINT = ("no catalogue at {path}. Get the public Fashion Product Images (small) catalogue with:\n"
-                 "  pip install kaggle && kaggle datasets download -d paramaggarwal/fashion-product-images-small "
-                 "--unzip -p data/raw && huse-edge data import-fashion data/raw --out data/fashion-products\n"
+                 "  pip install kaggle==2.2.5 six && kaggle datasets download -d "
+                 "paramaggarwal/fashion-product-images-small --unzip -p data/raw && "
+                 "huse-edge data import-fashion data/raw --out data/fashion-products\n"
                  "then run: huse-edge train data/fashion-products/products.csv\n"
-                 "(the kaggle command needs a free Kaggle account's API token in ~/.kaggle/kaggle.json: "
-                 "Kaggle > Settings > API > Create New Token)")
+                 "(kaggle 2 downloads public datasets without an account, and imports six without declaring it; "
+                 "kaggle 1.x needs an API token in ~/.kaggle/kaggle.json)")
 
 
 def _user_errors(function):
