@@ -493,7 +493,8 @@ def data() -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=Path("data/fashion-products"), show_default=True)
 @_user_errors
 def import_fashion_command(source, out):
-    """Convert the published Fashion Product Images (small) folder (styles.csv + images/) into a catalogue."""
+    """Convert the published Fashion Product Images (small) folder (styles.csv + images/, in SOURCE or one folder
+    below it) into a catalogue."""
     from huse_edge.fashion_import import import_fashion
 
     written, reports = import_fashion(source, out)
