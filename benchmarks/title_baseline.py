@@ -27,12 +27,13 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from huse_edge.catalogue import LabelledCatalogue, label, read_catalogue
+from huse_edge.catalogue import Columns, LabelledCatalogue
 from huse_edge.cli import DEFAULT_CATALOGUE
 from huse_edge.evaluation_job import labelled_split, model_inputs
 from huse_edge.model_dir import ModelDir
+from huse_edge.recipe import TrainConfig
 from huse_edge.tokenizer import tokens
-from huse_edge.train import predict_outputs
+from huse_edge.train import load_labelled, predict_outputs
 
 C_GRID = (3.0, 10.0, 30.0)
 
@@ -53,15 +54,12 @@ FEATURES: dict[str, Callable[[], TfidfVectorizer]] = {
 def fit_baseline(make_features: Callable[[], TfidfVectorizer], titles: list[str], labels: np.ndarray,
                  splits: np.ndarray) -> tuple[float, float, np.ndarray]:
     """(C, validation top-1, test predictions) of the C with the best validation top-1."""
-    features = make_features().fit([t for t, s in zip(titles, splits) if s == "train"]).transform(titles)
-    train = splits == "train"
-    best = None
-    for c in C_GRID:
-        classifier = LogisticRegression(C=c, max_iter=3000).fit(features[train], labels[train])
-        accuracy = float(np.mean(classifier.predict(features[splits == "val"]) == labels[splits == "val"]))
-        if best is None or accuracy > best[1]:
-            best = (c, accuracy, classifier.predict(features[splits == "test"]))
-    return best
+    train, val, test = (splits == name for name in ("train", "val", "test"))
+    features = make_features().fit(np.asarray(titles)[train]).transform(titles)
+    fitted = [LogisticRegression(C=c, max_iter=3000).fit(features[train], labels[train]) for c in C_GRID]
+    accuracies = [float(np.mean(classifier.predict(features[val]) == labels[val])) for classifier in fitted]
+    best = int(np.argmax(accuracies))  # the first of equals, the smallest C
+    return C_GRID[best], accuracies[best], fitted[best].predict(features[test])
 
 
 def paired_comparison(model_right: np.ndarray, baseline_right: np.ndarray) -> dict:
@@ -93,10 +91,10 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, default=None)
     args = parser.parse_args()
     model = ModelDir.load(args.model_dir) if args.model_dir else None
-    if model is None:
-        labelled = label(read_catalogue(args.catalogue or DEFAULT_CATALOGUE), min_class_size=20)
-    else:  # the model's classes and column settings; the catalogue's row reports go to stderr
-        with contextlib.redirect_stdout(sys.stderr):
+    with contextlib.redirect_stdout(sys.stderr):  # the catalogue's row reports
+        if model is None:  # labelled as `huse-edge train` labels it by default
+            _, labelled = load_labelled(args.catalogue or DEFAULT_CATALOGUE, Columns(), TrainConfig(), strict=False)
+        else:  # with the model's classes and column settings
             labelled = labelled_split(model, args.catalogue or Path(model.metrics["catalogue"]), "all")
     titles = [p.title for p in labelled.products]
     labels = np.asarray(labelled.labels)
