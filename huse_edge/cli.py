@@ -274,7 +274,8 @@ def verify(bundle, catalogue, model_dir, variant, split, backends, delegates, de
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
 @click.option("--image", type=click.Path(exists=True, path_type=Path))
 @click.option("--title")
-@click.option("--top-k", type=int, default=5, show_default=True)
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
+              help="At most this many classes; those of probability 0 (below an int8 output's 1/256) are not listed.")
 @click.option("--variant", default="int8", show_default=True)
 @click.option("--backend", default="litert", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
@@ -363,7 +364,7 @@ def _shard(text: str) -> tuple[int, int]:
 @click.option("--image", type=click.Path(exists=True, path_type=Path), help="Query by photo.")
 @click.option("--modality", type=click.Choice(["image", "text", "fused"]), default="fused", show_default=True,
               help="Which embedding of the indexed products to search.")
-@click.option("--top-k", type=int, default=10, show_default=True)
+@click.option("--top-k", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--method", type=click.Choice(["auto", "brute", "ann"]), default="auto", show_default=True,
               help="auto: brute force up to 100k products, HNSW above.")
 @click.option("--precision", type=click.Choice(["int8", "float"]), default="int8", show_default=True)

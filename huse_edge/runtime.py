@@ -377,8 +377,11 @@ class HuseRuntime:
         return self._run("classify_product", image=self.images_to_input(images), tokens=tokens.astype(np.int32))
 
     def top_k(self, probabilities: np.ndarray, k: int = 5) -> list[list[dict]]:
-        """Per row: the k best classes with their full hierarchy path and probability."""
+        """Per row: the (at most) k best classes with their full hierarchy path and probability. Classes of
+        probability 0 are left out: an int8 softmax resolves probabilities to 1/256, so most classes of a confident
+        prediction read exactly 0, and ranking those ties would list classes in label order as if they were
+        guesses."""
         order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
         paths = self.bundle.hierarchy.paths
         return [[{"class_id": int(c), "label": paths[c][-1], "path": list(paths[c]),
-                  "score": float(row[c])} for c in top] for row, top in zip(probabilities, order)]
+                  "score": float(row[c])} for c in top if row[c] > 0] for row, top in zip(probabilities, order)]

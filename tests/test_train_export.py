@@ -295,7 +295,26 @@ def test_classify_command(int8_bundle, slice_catalogue):
                                        "--json", "--top-k", "3"])
     assert result.exit_code == 0, result.output
     top = json.loads(result.stdout)
-    assert len(top) == 3 and top[0]["path"][-1] == row["article_type"]
+    assert 1 <= len(top) <= 3 and top[0]["path"][-1] == row["article_type"]
+    assert all(a["score"] >= b["score"] > 0 for a, b in zip(top, top[1:]))
+
+
+def test_top_k_leaves_out_classes_of_probability_zero(int8_bundle):
+    # what an int8 softmax gives a confident prediction: most classes read exactly 0, and ranking those ties
+    # would list the first classes in label order as if they were guesses
+    runtime = HuseRuntime(Bundle.load(int8_bundle[0]), "int8")
+    probabilities = np.zeros((2, len(runtime.bundle.hierarchy)), np.float32)
+    probabilities[0, [2, 1]] = [0.75, 0.25]
+    probabilities[1, :] = 1 / probabilities.shape[1]
+    sure, unsure = runtime.top_k(probabilities, 5)
+    assert [(t["class_id"], t["score"]) for t in sure] == [(2, 0.75), (1, 0.25)]
+    assert [t["class_id"] for t in unsure] == [0, 1, 2, 3, 4]  # equal non-zero probabilities: label order
+
+
+@pytest.mark.parametrize("command", ["classify", "search"])
+def test_top_k_below_one_is_refused(command, tmp_path):
+    result = CliRunner().invoke(main, [command, str(tmp_path), "--top-k", "0"])
+    assert result.exit_code == 2 and "--top-k" in result.output and "Traceback" not in result.output, result.output
 
 
 def test_export_refuses_when_parity_margin_is_exceeded(trained_model, slice_catalogue, tmp_path):

@@ -9,8 +9,12 @@ object Ranking {
         values.indices.sortedWith(Comparator { a, b -> if (values[a] != values[b]) values[b].compareTo(values[a]) else a.compareTo(b) })
             .take(k).toIntArray()
 
+    /** The (at most) k most probable classes. Classes of probability 0 are left out: an int8 softmax resolves
+     *  probabilities to 1/256, so most classes of a confident prediction read exactly 0, and ranking those ties
+     *  would list classes in label order as if they were guesses (the Python runtime's `top_k` does the same). */
     fun topClasses(probabilities: FloatArray, labels: LabelHierarchy, k: Int): List<ClassScore> =
-        topIndices(probabilities, k).map { ClassScore(it, labels.paths[it], probabilities[it]) }
+        topIndices(probabilities, k).filter { probabilities[it] > 0f }
+            .map { ClassScore(it, labels.paths[it], probabilities[it]) }
 
     fun normalise(vector: FloatArray): FloatArray {
         var sum = 0f

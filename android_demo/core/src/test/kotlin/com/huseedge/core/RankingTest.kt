@@ -2,6 +2,7 @@ package com.huseedge.core
 
 import org.junit.Assert.assertArrayEquals
 import org.junit.Assert.assertEquals
+import org.junit.Assert.assertTrue
 import org.junit.Test
 
 class RankingTest {
@@ -25,6 +26,8 @@ class RankingTest {
             val top = Ranking.topClasses(row, bundle.labels, 5)
             assertEquals("product $i", argmax, top[0].classId)
             assertEquals(bundle.labels.paths[argmax], top[0].path)
+            assertEquals("product $i", minOf(5, row.count { it > 0f }), top.size)
+            assertTrue("product $i", top.zipWithNext().all { (a, b) -> a.score >= b.score && b.score > 0f })
             val mine = Ranking.fuse(Golden.row(imageValues, image.shape, i), Golden.row(text, image.shape, i),
                 bundle.fusionImageWeight)
             assertArrayEquals("fused embedding of product $i", Golden.row(fused, image.shape, i), mine, 1e-6f)
