@@ -284,9 +284,13 @@ def classify(bundle, image, title, top_k, variant, backend, as_json):
     """Top-k classes of a product from its photo and/or title, on the edge bundle."""
     from huse_edge.bundle import Bundle
     from huse_edge.runtime import HuseRuntime, RuntimeOptions
+    from huse_edge.tokenizer import tokens
 
     if image is None and title is None:
         raise click.UsageError("give --image, --title or both")
+    if title is not None and not tokens(title):  # all padding: the text tower would classify nothing
+        raise click.BadParameter(f"{title!r} has no ASCII letters or digits, the only characters the tokenizer reads",
+                                 param_hint="--title")
     runtime = HuseRuntime(Bundle.load(bundle), variant, RuntimeOptions(backend))
     if image is not None and title is not None:
         probabilities = runtime.classify_product([image], [title])
