@@ -12,6 +12,7 @@ import com.huseedge.core.ProductIndex
 import com.huseedge.core.Ranking
 import com.huseedge.core.SearchHit
 import com.huseedge.core.TensorSpec
+import com.huseedge.core.TitleTokenizer
 import java.io.File
 import java.util.concurrent.ExecutorService
 import java.util.concurrent.Executors
@@ -47,11 +48,12 @@ class HuseClassifierHelper(
     private var model: CompiledModel? = null
     private var modelOnGpu = false
 
-    /** Classifies asynchronously; either input may be null, not both. Results arrive on the listener's thread. */
+    /** Classifies asynchronously; either input may be null, not both. Results arrive on the listener's thread.
+     *  A title without tokens (no ASCII letter or digit) counts as none: the text tower would classify padding. */
     fun classify(photo: Bitmap?, title: String?) {
         executor.execute {
             try {
-                listener.onResults(run(photo, title?.takeIf { it.isNotBlank() }))
+                listener.onResults(run(photo, title?.takeIf { TitleTokenizer.tokens(it).isNotEmpty() }))
             } catch (error: Exception) {
                 listener.onError(error.message ?: error.toString())
             }
@@ -67,7 +69,7 @@ class HuseClassifierHelper(
     }
 
     private fun run(photo: Bitmap?, title: String?): Result {
-        require(photo != null || title != null) { "a photo or a title is needed" }
+        require(photo != null || title != null) { "a photo or a title with letters or digits is needed" }
         val bundle = bundle ?: HuseBundle.load(copyAssets()).also { bundle = it }
         val index = index ?: File(bundle.directory, INDEX).takeIf { it.isFile }?.let { ProductIndex.load(it) }.also { index = it }
         val model = compiledModel(bundle)
