@@ -270,10 +270,20 @@ def verify(bundle, catalogue, model_dir, variant, split, backends, delegates, de
     sys.exit(0 if result.passed else 1)
 
 
+def _text_with_tokens(context: click.Context, parameter: click.Parameter, text: str | None) -> str | None:
+    """A title or text query the tokenizer reads something of: without tokens it is all padding, and the text
+    tower would embed nothing the user wrote."""
+    from huse_edge.tokenizer import tokens
+
+    if text is not None and not tokens(text):
+        raise click.BadParameter(f"{text!r} has no ASCII letters or digits, the only characters the tokenizer reads")
+    return text
+
+
 @main.command()
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
 @click.option("--image", type=click.Path(exists=True, path_type=Path))
-@click.option("--title")
+@click.option("--title", callback=_text_with_tokens)
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
               help="At most this many classes; those of probability 0 (below an int8 output's 1/256) are not listed.")
 @click.option("--variant", default="int8", show_default=True)
@@ -284,13 +294,9 @@ def classify(bundle, image, title, top_k, variant, backend, as_json):
     """Top-k classes of a product from its photo and/or title, on the edge bundle."""
     from huse_edge.bundle import Bundle
     from huse_edge.runtime import HuseRuntime, RuntimeOptions
-    from huse_edge.tokenizer import tokens
 
     if image is None and title is None:
         raise click.UsageError("give --image, --title or both")
-    if title is not None and not tokens(title):  # all padding: the text tower would classify nothing
-        raise click.BadParameter(f"{title!r} has no ASCII letters or digits, the only characters the tokenizer reads",
-                                 param_hint="--title")
     runtime = HuseRuntime(Bundle.load(bundle), variant, RuntimeOptions(backend))
     if image is not None and title is not None:
         probabilities = runtime.classify_product([image], [title])
@@ -364,7 +370,7 @@ def _shard(text: str) -> tuple[int, int]:
 
 @main.command()
 @click.argument("index_path", metavar="INDEX", type=click.Path(exists=True, path_type=Path))
-@click.option("--text", help="Query by title/description.")
+@click.option("--text", callback=_text_with_tokens, help="Query by title/description.")
 @click.option("--image", type=click.Path(exists=True, path_type=Path), help="Query by photo.")
 @click.option("--modality", type=click.Choice(["image", "text", "fused"]), default="fused", show_default=True,
               help="Which embedding of the indexed products to search.")

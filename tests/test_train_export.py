@@ -311,10 +311,11 @@ def test_top_k_leaves_out_classes_of_probability_zero(int8_bundle):
     assert [t["class_id"] for t in unsure] == [0, 1, 2, 3, 4]  # equal non-zero probabilities: label order
 
 
-@pytest.mark.parametrize("title", ["", "!!! ???"])
-def test_classify_refuses_a_title_without_tokens(title, tmp_path):
-    result = CliRunner().invoke(main, ["classify", str(tmp_path), "--title", title])
-    assert result.exit_code == 2 and "--title" in result.output and "Traceback" not in result.output, result.output
+@pytest.mark.parametrize("command, option", [("classify", "--title"), ("search", "--text")])
+@pytest.mark.parametrize("text", ["", "!!! ???"])
+def test_a_title_or_text_query_without_tokens_is_refused(command, option, text, tmp_path):
+    result = CliRunner().invoke(main, [command, str(tmp_path), option, text])
+    assert result.exit_code == 2 and option in result.output and "Traceback" not in result.output, result.output
 
 
 @pytest.mark.parametrize("command", ["classify", "search"])
