@@ -271,8 +271,8 @@ def verify(bundle, catalogue, model_dir, variant, split, backends, delegates, de
 
 
 def _text_with_tokens(context: click.Context, parameter: click.Parameter, text: str | None) -> str | None:
-    """A title or text query the tokenizer reads something of: without tokens it is all padding, and the text
-    tower would embed nothing the user wrote."""
+    """Refuses a title or text query of which the tokenizer reads nothing: its token ids would be all padding, and
+    the text tower would embed nothing the user wrote."""
     from huse_edge.tokenizer import tokens
 
     if text is not None and not tokens(text):
