@@ -132,7 +132,8 @@ class HuseClassifierHelper(
         }
     }
 
-    /** Assets are copied to app storage once per app version, so the core can verify and memory-map plain files. */
+    /** Assets are copied to app storage once per app version, so the core can verify and memory-map plain files;
+     *  the copies of earlier versions are deleted then, or each update would leave a bundle (6-20 MB) behind. */
     private fun copyAssets(): File {
         val target = File(context.filesDir, "huse-${context.packageManager.getPackageInfo(context.packageName, 0).lastUpdateTime}")
         if (!File(target, "manifest.json").isFile) {
@@ -141,6 +142,8 @@ class HuseClassifierHelper(
                 context.assets.open("$ASSETS/$name").use { input -> File(staging, name).outputStream().use { input.copyTo(it) } }
             }
             check(staging.renameTo(target)) { "cannot install the bundle into ${target.path}" }
+            context.filesDir.listFiles { file -> file.isDirectory && file.name.startsWith("huse-") && file != target }
+                ?.forEach { it.deleteRecursively() }
         }
         return target
     }
