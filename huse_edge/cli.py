@@ -109,6 +109,10 @@ def _columns(category_columns: str | None):
               help="The fine-tune keeps the backbone's stem and its blocks before this one as ImageNet trained them "
                    "(0: trains them all).  [default: "
                    + ", ".join(f"{block} for {name}" for name, block in FINETUNE_FROM_BLOCK.items()) + "]")
+@click.option("--keep-depthwise", is_flag=True,
+              help="Keep the backbone's depthwise kernels as ImageNet trained them, in both phases: their gradient is "
+                   "about a third of a fine-tune step on a CPU. Spend the time on --finetune-epochs 5 for a better "
+                   "image tower (benchmarks/EXPERIMENTS.md).")
 @click.option("--cache-dir", type=click.Path(path_type=Path), help="Feature cache (default: OUT/cache).")
 @click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
 @click.option("--strategy", type=click.Choice(["none", "mirrored", "multi-worker"]), default=TrainConfig.strategy,
@@ -118,8 +122,8 @@ def _columns(category_columns: str | None):
 def train(catalogue, out_dir, backbone, backbone_weights, image_size, trainable_blocks, embedding_dim, epochs,
           batch_size, learning_rate, patience, class_level, min_class_size, category_columns, class_embeddings,
           class_weight, graph_weight, gap_weight, graph_threshold, fused_weight, label_smoothing, token_dropout,
-          weight_average, finetune_epochs, finetune_learning_rate, finetune_batch_size, finetune_from_block, cache_dir,
-          seed, strategy, strict):
+          weight_average, finetune_epochs, finetune_learning_rate, finetune_batch_size, finetune_from_block,
+          keep_depthwise, cache_dir, seed, strategy, strict):
     """Train HUSE on CATALOGUE (default: the shared Fashion Product Images catalogue), a CSV/JSONL file or a
     directory of TFRecord shards from `huse-edge data shard`."""
     from huse_edge.shards import is_shard_dir
@@ -139,7 +143,8 @@ def train(catalogue, out_dir, backbone, backbone_weights, image_size, trainable_
                              seed=seed, class_level=class_level, min_class_size=min_class_size,
                              token_dropout=token_dropout, weight_average=weight_average, strategy=strategy,
                              finetune_epochs=finetune_epochs, finetune_learning_rate=finetune_learning_rate,
-                             finetune_batch_size=finetune_batch_size, finetune_from_block=finetune_from_block),
+                             finetune_batch_size=finetune_batch_size, finetune_from_block=finetune_from_block,
+                             keep_depthwise=keep_depthwise),
                  LossWeights(class_weight, graph_weight, gap_weight, graph_threshold, label_smoothing, fused_weight),
                  _columns(category_columns), strict,
                  np.load(class_embeddings, allow_pickle=False) if class_embeddings else None,

@@ -78,6 +78,8 @@ class TrainConfig:
     finetune_batch_size: int = 64  # per replica
     # the fine-tune keeps the stem and the backbone blocks before this one; None: `FINETUNE_FROM_BLOCK`'s
     finetune_from_block: int | None = None
+    # the backbone's depthwise kernels keep their ImageNet values in both phases: a fine-tune step is ~25% cheaper
+    keep_depthwise: bool = False
 
     @property
     def augmentation(self) -> Augmentation:

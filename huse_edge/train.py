@@ -459,15 +459,16 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
     runner = PhaseRunner(model, backbone_weights, strategy, HuseLoss(distances, loss_weights), train_config,
                          out_dir, chief)
     train_size = len(splits["train"].products)
-    phases = [runner.run(Phase("cached", network_of, batches, global_batch, train_config.epochs,
+    phases = [runner.run(Phase("cached", depthwise_kept(network_of, train_config.keep_depthwise), batches,
+                               global_batch, train_config.epochs,
                                _learning_rate(train_config.schedule, train_config.learning_rate,
                                               train_config.epochs, train_size, global_batch)))]
     if finetune:
         finetune_batch = train_config.finetune_batch_size * strategy.num_replicas_in_sync
         schedule = _learning_rate("cosine", train_config.finetune_learning_rate, train_config.finetune_epochs,
                                   train_size, finetune_batch)
-        network_of_finetune = partial(finetune_network, from_block=train_config.finetune_from_block,
-                                      split=split is not None)
+        network_of_finetune = depthwise_kept(partial(finetune_network, from_block=train_config.finetune_from_block,
+                                                     split=split is not None), train_config.keep_depthwise)
         phases.append(runner.run(Phase("finetune", network_of_finetune, pixel_batches, finetune_batch,
                                        train_config.finetune_epochs, schedule)))
     if not chief:
@@ -529,6 +530,22 @@ def finetune_network(model: HuseModel, from_block: int = 0, split: bool = False)
     for layer in model.inference.layers:
         layer.trainable = not (isinstance(layer, keras.layers.BatchNormalization) or layer.name.startswith(early))
     return model.split_at(from_block).finetune if split else model.inference
+
+
+def depthwise_kept(network_of: Callable[[HuseModel], keras.Model], keep: bool) -> Callable[[HuseModel], keras.Model]:
+    """`network_of`, with the backbone's depthwise kernels kept at their ImageNet values when `keep`
+    (`--keep-depthwise`): oneDNN computes their gradient slowly at these small maps (a third of a fine-tune step's
+    time), and they are not where the fine-tune adapts (benchmarks/EXPERIMENTS.md)."""
+    if not keep:
+        return network_of
+
+    def network(model: HuseModel) -> keras.Model:
+        built = network_of(model)
+        for layer in built.layers:
+            if isinstance(layer, keras.layers.DepthwiseConv2D):
+                layer.trainable = False
+        return built
+    return network
 
 
 def early_block_inputs(early: keras.Model, pixels: np.ndarray, train_rows: np.ndarray,
