@@ -28,13 +28,15 @@ def test_train_command_hands_every_option_to_the_recipe(slice_catalogue, trained
 
     chosen_train = {"epochs": 1, "batch_size": 16, "learning_rate": 2e-3, "patience": 4, "seed": 3,
                     "min_class_size": 6, "token_dropout": 0.1, "weight_average": 0.9, "finetune_epochs": 1,
-                    "finetune_learning_rate": 1e-4, "finetune_batch_size": 8, "finetune_from_block": 4}
+                    "finetune_learning_rate": 1e-4, "finetune_batch_size": 8, "finetune_from_block": 4,
+                    "keep_depthwise": True}
     chosen_loss = {"class_level": 0.5, "semantic": 2.0, "gap": 1.5, "threshold": 0.7, "label_smoothing": 0.1,
                    "fused": 0.5}
     chosen = {**chosen_train, **chosen_loss}
     flags = {**{name: name.replace("_", "-") for name in chosen}, "class_level": "class-weight",
              "semantic": "graph-weight", "gap": "gap-weight", "threshold": "graph-threshold", "fused": "fused-weight"}
-    options = [item for name, value in chosen.items() for item in (f"--{flags[name]}", str(value))]
+    options = [item for name, value in chosen.items()
+               for item in ((f"--{flags[name]}",) if value is True else (f"--{flags[name]}", str(value)))]
     result = CliRunner().invoke(main, ["train", str(slice_catalogue), "--out", str(tmp_path / "m"), "--cache-dir",
                                        str(trained_model / "cache"), "--trainable-blocks", "1", *options])
     assert result.exit_code == 0, result.output
@@ -91,6 +93,36 @@ def test_finetune_trains_the_backbone_from_its_first_tuned_block(trained_model):
     assert metrics["finetune_epochs"] == finetune_epochs > 0 and metrics["finetune_products_per_second"] > 0
     epochs = [int(line.split(",")[0]) for line in (trained_model / "history.csv").read_text().splitlines()[1:]]
     assert epochs == list(range(metrics["cached_epochs"] + finetune_epochs)), epochs
+
+
+def test_keep_depthwise_trains_the_tuned_blocks_but_their_depthwise_kernels(slice_catalogue, trained_model, tmp_path):
+    """`--keep-depthwise` leaves every depthwise kernel of the blocks both phases train as ImageNet trained it,
+    while the blocks' other convolutions move."""
+    from huse_edge._tf import keras
+    from huse_edge.model import build_huse
+    from huse_edge.recipe import HuseConfig, TrainConfig
+    from huse_edge.train import train
+
+    out = tmp_path / "m"
+    train(slice_catalogue, out, {"trainable_blocks": 1, "embedding_dim": 64, "image_hidden": 128, "text_hidden": 128,
+                                 "text_filters": 64, "token_dim": 32},
+          TrainConfig(epochs=1, batch_size=32, min_class_size=5, finetune_epochs=1, keep_depthwise=True),
+          cache_dir=trained_model / "cache")
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["keep_depthwise"] is True
+    tuned = tuple(f"effnet_block{b}_" for b in range(config["train"]["finetune_from_block"], 16))
+    pretrained = build_huse(HuseConfig.from_dict(config["model"])).inference
+    trained = ModelDir.load(out).keras_model()
+    depthwise, other = {}, {}
+    for layer in pretrained.layers:
+        if layer.name.startswith(tuned) and layer.get_weights() \
+                and not isinstance(layer, keras.layers.BatchNormalization):
+            change = max(np.abs(a - b).max() for a, b in zip(layer.get_weights(),
+                                                             trained.get_layer(layer.name).get_weights()))
+            (depthwise if isinstance(layer, keras.layers.DepthwiseConv2D) else other)[layer.name] = change
+    assert len(depthwise) == 16 - config["train"]["finetune_from_block"], depthwise
+    assert all(change == 0 for change in depthwise.values()), depthwise
+    assert other and all(change > 1e-5 for change in other.values()), other
 
 
 def test_a_fine_tune_block_the_backbone_lacks_is_a_clear_error_before_training(slice_catalogue, tmp_path):
