@@ -29,6 +29,7 @@ from huse_edge._tf import keras, tf
 from huse_edge.backbones import early_layer_prefixes
 from huse_edge.catalogue import Catalogue, Columns, LabelledCatalogue, label, read_catalogue
 from huse_edge.distribute import is_chief, make_strategy, shard_by_data
+from huse_edge.errors import BackboneError
 from huse_edge.evaluate import best_fusion_weight, evaluate_outputs, format_metrics
 from huse_edge.features import cached_features, features_and_early_outputs, frozen_outputs
 from huse_edge.hierarchy import cosine_distances
@@ -408,6 +409,9 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
 
     tokens = {name: tokenizer.encode_batch(p.title for p in part.products) for name, part in splits.items()}
     finetune = train_config.finetune_epochs > 0 and model.feature_extractor is not None
+    if train_config.keep_depthwise and model.feature_extractor is None:  # refused before any training
+        raise BackboneError(f"--keep-depthwise keeps ImageNet's depthwise kernels, and {config.backbone} has no "
+                            "ImageNet weights here (it trains from pixels)")
     split = None
     if finetune:  # a bad --finetune-from-block fails here, not after the cached phase
         early_layer_prefixes(config.backbone, train_config.finetune_from_block)

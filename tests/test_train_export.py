@@ -125,11 +125,15 @@ def test_keep_depthwise_trains_the_tuned_blocks_but_their_depthwise_kernels(slic
     assert other and all(change > 1e-5 for change in other.values()), other
 
 
-def test_a_fine_tune_block_the_backbone_lacks_is_a_clear_error_before_training(slice_catalogue, tmp_path):
-    result = CliRunner().invoke(main, ["train", str(slice_catalogue), "--out", str(tmp_path / "m"),
-                                       "--finetune-from-block", "17"])
+@pytest.mark.parametrize("options, message", [
+    (["--finetune-from-block", "17"], "efficientnet_lite0 has 16 blocks"),
+    (["--backbone", "small_cnn", "--keep-depthwise"], "small_cnn has no ImageNet weights"),
+])
+def test_a_backbone_option_the_backbone_cannot_honour_is_a_clear_error_before_training(slice_catalogue, tmp_path,
+                                                                                       options, message):
+    result = CliRunner().invoke(main, ["train", str(slice_catalogue), "--out", str(tmp_path / "m"), *options])
     assert result.exit_code == 2, result.output
-    assert "efficientnet_lite0 has 16 blocks" in result.output and "Traceback" not in result.output
+    assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "m").exists()
 
 
