@@ -59,6 +59,11 @@ def test_training_writes_a_complete_model_directory(trained_model):
     assert model_dir.keras_model().get_layer("shared_classifier") is not None
 
 
+def _largest_change(layer, trained) -> float:
+    """The largest absolute change of any weight of `layer` (as built, before training) in the trained model."""
+    return max(np.abs(a - b).max() for a, b in zip(layer.get_weights(), trained.get_layer(layer.name).get_weights()))
+
+
 def test_finetune_trains_the_backbone_from_its_first_tuned_block(trained_model):
     """The fine-tune phase moves the backbone's bottom (frozen while training on cached features) from block
     `finetune_from_block` up, keeps the stem, the blocks before it and the ImageNet batch statistics bit for bit,
@@ -79,8 +84,7 @@ def test_finetune_trains_the_backbone_from_its_first_tuned_block(trained_model):
     for layer in pretrained.feature_extractor.layers:
         if not layer.get_weights():
             continue
-        change = max(np.abs(a - b).max() for a, b in zip(layer.get_weights(),
-                                                         trained.get_layer(layer.name).get_weights()))
+        change = _largest_change(layer, trained)
         if isinstance(layer, keras.layers.BatchNormalization) or layer.name.startswith(early):
             kept.append((layer.name, change))
         else:
@@ -101,6 +105,7 @@ def test_keep_depthwise_trains_the_tuned_blocks_but_their_depthwise_kernels(slic
     from huse_edge._tf import keras
     from huse_edge.model import build_huse
     from huse_edge.recipe import HuseConfig, TrainConfig
+    from huse_edge.efficientnet_lite import NUM_BLOCKS
     from huse_edge.train import train
 
     out = tmp_path / "m"
@@ -110,17 +115,16 @@ def test_keep_depthwise_trains_the_tuned_blocks_but_their_depthwise_kernels(slic
           cache_dir=trained_model / "cache")
     config = json.loads((out / "config.json").read_text())
     assert config["train"]["keep_depthwise"] is True
-    tuned = tuple(f"effnet_block{b}_" for b in range(config["train"]["finetune_from_block"], 16))
+    tuned = tuple(f"effnet_block{b}_" for b in range(config["train"]["finetune_from_block"], NUM_BLOCKS))
     pretrained = build_huse(HuseConfig.from_dict(config["model"])).inference
     trained = ModelDir.load(out).keras_model()
     depthwise, other = {}, {}
     for layer in pretrained.layers:
         if layer.name.startswith(tuned) and layer.get_weights() \
                 and not isinstance(layer, keras.layers.BatchNormalization):
-            change = max(np.abs(a - b).max() for a, b in zip(layer.get_weights(),
-                                                             trained.get_layer(layer.name).get_weights()))
+            change = _largest_change(layer, trained)
             (depthwise if isinstance(layer, keras.layers.DepthwiseConv2D) else other)[layer.name] = change
-    assert len(depthwise) == 16 - config["train"]["finetune_from_block"], depthwise
+    assert len(depthwise) == NUM_BLOCKS - config["train"]["finetune_from_block"], depthwise
     assert all(change == 0 for change in depthwise.values()), depthwise
     assert other and all(change > 1e-5 for change in other.values()), other
 
