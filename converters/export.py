@@ -13,6 +13,7 @@ import platform
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from huse_edge import __version__
 from huse_edge._tf import keras, tf
 from huse_edge.atomic import atomic_path
 from huse_edge.bundle import FORMAT_VERSION, MANIFEST, Bundle, sha256_of
+from huse_edge.catalogue import Product
 from huse_edge.evaluation_job import labelled_split, model_inputs
 from huse_edge.loss import HuseLoss
 from huse_edge.model_dir import ModelDir
@@ -37,7 +39,8 @@ class ExportRefused(RuntimeError):
     """The quantised model is not accurate enough to ship."""
 
 
-def qat_finetune(float_model: keras.Model, model_dir: ModelDir, products, labels, config: QatConfig,
+def qat_finetune(float_model: keras.Model, model_dir: ModelDir, products: Sequence[Product], labels: np.ndarray,
+                 config: QatConfig,
                  seed: int = 0) -> keras.Model:
     """QAT copy of the model (no dropout: see `converters.qat`), fine-tuned on the same three HUSE losses as
     training. Its batch order is seeded, so that exporting the same model twice gives the same int8 file."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-from huse_edge._tf import keras
+from huse_edge._tf import keras, tf
 
 
 @dataclass(frozen=True)
@@ -73,10 +73,10 @@ class EfficientNetLite0:
             x = self._layer(f"{key}_relu6", lambda n: keras.layers.ReLU(6.0, name=n))(x)
         return x
 
-    def stem(self, x):
+    def stem(self, x: tf.Tensor) -> tf.Tensor:
         return self._conv_bn(x, "stem", STEM_CHANNELS, 3, 2, relu=True)
 
-    def blocks(self, x, start: int = 0, stop: int = NUM_BLOCKS):
+    def blocks(self, x: tf.Tensor, start: int = 0, stop: int = NUM_BLOCKS) -> tf.Tensor:
         for index in range(start, stop):
             spec, key = self.specs[index], f"block{index}"
             shortcut = x
@@ -88,12 +88,12 @@ class EfficientNetLite0:
                 x = self._layer(f"{key}_add", lambda n: keras.layers.Add(name=n))([shortcut, x])
         return x
 
-    def head(self, x):
+    def head(self, x: tf.Tensor) -> tf.Tensor:
         """1x1 conv to 1280 channels and global average pooling: the image feature vector."""
         x = self._conv_bn(x, "head", HEAD_CHANNELS, 1, 1, relu=True)
         return self._layer("pool", lambda n: keras.layers.GlobalAveragePooling2D(name=n))(x)
 
-    def __call__(self, x, start: int = 0):
+    def __call__(self, x: tf.Tensor, start: int = 0) -> tf.Tensor:
         """Applies blocks `start..end` and the head; `start=0` includes the stem."""
         if start == 0:
             x = self.stem(x)

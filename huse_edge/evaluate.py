@@ -12,6 +12,8 @@ Instance-level Recall@K (cross-modal only): the query product's own title/photo 
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 from huse_edge.hierarchy import LabelHierarchy
@@ -27,7 +29,10 @@ def top_k_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
 
 
 def class_recall_at_k(queries: np.ndarray, gallery: np.ndarray, query_labels: np.ndarray,
-                      gallery_labels: np.ndarray, ks=RECALL_KS, exclude_self: bool = False) -> dict[int, float]:
+                      gallery_labels: np.ndarray, ks: Sequence[int] = RECALL_KS,
+                      exclude_self: bool = False) -> dict[int, float]:
+    """Class-level Recall@K as the paper defines it: a query hits when any of its K nearest gallery items shares its
+    class (`exclude_self` when queries and gallery are the same items)."""
     hits = {k: 0 for k in ks}
     kmax = max(ks)
     for start in range(0, len(queries), _QUERY_CHUNK):

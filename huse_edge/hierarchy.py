@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -35,7 +36,7 @@ class LabelHierarchy:
             raise ValueError("duplicate class paths")
 
     @classmethod
-    def from_paths(cls, paths) -> "LabelHierarchy":
+    def from_paths(cls, paths: Iterable[Sequence[str]]) -> "LabelHierarchy":
         """Sorted, so that the class ids do not depend on catalogue row order."""
         return cls(tuple(sorted({tuple(p) for p in paths})))
 

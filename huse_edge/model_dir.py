@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from huse_edge.errors import ModelDirError
 from huse_edge.hierarchy import LabelHierarchy
 from huse_edge.recipe import HuseConfig
 from huse_edge.tokenizer import Tokenizer
+
+if TYPE_CHECKING:  # TensorFlow is imported only when a Keras model is loaded
+    from huse_edge._tf import keras
 
 MODEL_FILE = "model.keras"
 
@@ -53,7 +57,7 @@ class ModelDir:
             raise ModelDirError(f"{path}: vocab.txt has {len(tokenizer)} tokens, the model {model_config.vocab_size}")
         return cls(path, config, model_config, hierarchy, tokenizer, distances, metrics)
 
-    def keras_model(self):
+    def keras_model(self) -> keras.Model:
         """The inference model, deserialised in safe mode (no arbitrary code)."""
         from huse_edge import layers  # noqa: F401  (registers the custom layers)
         from huse_edge._tf import keras
@@ -61,7 +65,7 @@ class ModelDir:
         return keras.models.load_model(self.path / MODEL_FILE, compile=False, safe_mode=True)
 
 
-def save_model_dir(path: str | Path, inference_model, config: dict, hierarchy: LabelHierarchy,
+def save_model_dir(path: str | Path, inference_model: keras.Model, config: dict, hierarchy: LabelHierarchy,
                    tokenizer: Tokenizer, class_distances: np.ndarray, metrics: dict) -> None:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)

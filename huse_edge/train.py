@@ -20,19 +20,19 @@ import time
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
 from huse_edge import __version__
 from huse_edge._tf import keras, tf
 from huse_edge.backbones import early_layer_prefixes
-from huse_edge.catalogue import Catalogue, Columns, LabelledCatalogue, label, read_catalogue
+from huse_edge.catalogue import Catalogue, Columns, LabelledCatalogue, Product, label, read_catalogue
 from huse_edge.distribute import is_chief, make_strategy, shard_by_data
 from huse_edge.errors import BackboneError
 from huse_edge.evaluate import best_fusion_weight, evaluate_outputs, format_metrics
 from huse_edge.features import cached_features, features_and_early_outputs, frozen_outputs
-from huse_edge.hierarchy import cosine_distances
+from huse_edge.hierarchy import LabelHierarchy, cosine_distances
 from huse_edge.loss import COMPONENTS, HuseLoss, global_values
 from huse_edge.memory import peak_rss_mb
 from huse_edge.model import OUTPUTS, HuseModel, as_output_dict, build_huse
@@ -322,7 +322,8 @@ class PhaseRunner:
         HuseTrainer(network, self.huse_loss).load_weights(self.best_weights).expect_partial()
 
 
-def image_inputs(model: HuseModel, products, cache_dir: Path, pixels: np.ndarray | None = None) -> np.ndarray:
+def image_inputs(model: HuseModel, products: Sequence[Product], cache_dir: Path,
+                 pixels: np.ndarray | None = None) -> np.ndarray:
     """What the trainable network eats: cached backbone features, or uint8 pixels when nothing is frozen.
     `pixels`, when the caller has decoded the photos already, are not decoded again."""
     if model.feature_extractor is not None:
@@ -361,8 +362,8 @@ def _collect_outputs(network: keras.Model, inputs) -> dict[str, np.ndarray]:
     return {k: np.concatenate(v) for k, v in outputs.items()}
 
 
-def load_labelled(catalogue_path, columns: Columns, train_config: TrainConfig, strict: bool,
-                  hierarchy=None) -> tuple[Catalogue, LabelledCatalogue]:
+def load_labelled(catalogue_path: str | Path, columns: Columns, train_config: TrainConfig, strict: bool,
+                  hierarchy: LabelHierarchy | None = None) -> tuple[Catalogue, LabelledCatalogue]:
     catalogue = read_shard_catalogue(catalogue_path) if is_shard_dir(catalogue_path) else \
         read_catalogue(catalogue_path, columns, strict=strict)
     for line in catalogue.report_lines():

@@ -19,11 +19,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from huse_edge.bundle import Bundle
 from huse_edge.evaluate import evaluate_outputs, softmax
+from huse_edge.hierarchy import LabelHierarchy
 from huse_edge.runtime import BackendUnavailable, HuseRuntime, RuntimeOptions
 from huse_edge.tolerance import output_grids
 
@@ -93,7 +95,7 @@ def keras_view(outputs: dict) -> dict:
             "fused_probabilities": outputs["fused_probabilities"]}
 
 
-def metrics_of(outputs: dict, labels: np.ndarray, hierarchy) -> dict:
+def metrics_of(outputs: dict, labels: np.ndarray, hierarchy: LabelHierarchy) -> dict:
     as_model = {"image_logits": outputs["image_probabilities"], "text_logits": outputs["text_probabilities"],
                 "image_embedding": outputs["image_embedding"], "text_embedding": outputs["text_embedding"],
                 "fused_probabilities": outputs["fused_probabilities"]}
@@ -115,7 +117,7 @@ def _latency_ms(runtime: HuseRuntime, images: np.ndarray, tokens: np.ndarray) ->
     return {"latency_p50_ms": float(np.percentile(times, 50)), "latency_p90_ms": float(np.percentile(times, 90))}
 
 
-def compare(outputs: dict, reference: dict, float_metrics: dict, labels: np.ndarray, hierarchy,
+def compare(outputs: dict, reference: dict, float_metrics: dict, labels: np.ndarray, hierarchy: LabelHierarchy,
             grids: dict[str, list[float]]) -> dict:
     """Accuracy, agreement, cosine and step differences of one backend against the float Keras model."""
     metrics = metrics_of(outputs, labels, hierarchy)
@@ -138,7 +140,7 @@ def compare(outputs: dict, reference: dict, float_metrics: dict, labels: np.ndar
 
 
 def verify(bundle: Bundle, variant: str, images: np.ndarray, tokens: np.ndarray, labels: np.ndarray,
-           keras_outputs: dict, backends=DEFAULT_BACKENDS, limits: ParityLimits = ParityLimits(),
+           keras_outputs: dict, backends: Sequence[str] = DEFAULT_BACKENDS, limits: ParityLimits = ParityLimits(),
            products: list | None = None, split: str = "test") -> VerifyResult:
     """Runs each backend and judges it against the float Keras outputs (see the module docstring)."""
     reference = keras_view(keras_outputs)
