@@ -13,11 +13,16 @@ import json
 import multiprocessing
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from huse_edge.recipe import (  # the options' defaults
     BACKBONES, FINETUNE_FROM_BLOCK, HuseConfig, LossWeights, QatConfig, TrainConfig)
+
+if TYPE_CHECKING:  # each command imports what it runs, so that `--help` and the edge commands stay light
+    from huse_edge.bundle import Bundle
+    from huse_edge.reference import ReferenceRun
 
 DEFAULT_CATALOGUE = Path("../shared/data/fashion-products/products.csv")
 GET_DATA_HINT = ("no catalogue at {path}. Get the public Fashion Product Images (small) catalogue with:\n"
@@ -29,8 +34,18 @@ GET_DATA_HINT = ("no catalogue at {path}. Get the public Fashion Product Images 
                  "kaggle 1.x needs an API token in ~/.kaggle/kaggle.json)")
 
 
+# What `pip install 'huse-edge[train]'` adds to the edge install (numpy, Pillow, LiteRT): train, evaluate, export,
+# verify against the Keras model and data shard need it.
+TRAINING_STACK = ("tensorflow", "tf_keras", "tensorflow_model_optimization")
+
+
+def _package_of(error: ModuleNotFoundError) -> str:
+    return (error.name or "").split(".")[0]
+
+
 def _user_errors(function):
-    """Turns the toolkit's own error types into a clear message and exit code 2."""
+    """Turns the toolkit's own error types, and a training command run on an edge install, into a clear message
+    and exit code 2."""
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
@@ -40,6 +55,13 @@ def _user_errors(function):
             return function(*args, **kwargs)
         except USER_ERRORS as error:
             click.echo(f"error: {error}", err=True)
+            sys.exit(2)
+        except ModuleNotFoundError as error:
+            if _package_of(error) not in TRAINING_STACK:
+                raise
+            command = click.get_current_context().command_path
+            click.echo(f"error: {command} needs TensorFlow, which this install lacks (the edge install runs "
+                       "bundles only): pip install 'huse-edge[train]'", err=True)
             sys.exit(2)
 
     return wrapper
@@ -224,7 +246,14 @@ def export(model_dir, out, catalogue, int8, ptq, fp16, dynamic, float32, margin,
 @click.option("--model-dir", type=click.Path(exists=True, path_type=Path),
               help="The trained model the bundle came from (default: recorded in the bundle at export).")
 @click.option("--variant", default="int8", show_default=True)
-@click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True)
+@click.option("--split", type=click.Choice(["train", "val", "test", "all"]),
+              help="The products to check (default: test; with --reference, the recorded ones).")
+@click.option("--save-reference", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the float Keras model's outputs on these products here, for --reference on a "
+                   "machine without TensorFlow.")
+@click.option("--reference", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Hold the backends to float outputs written by --save-reference instead of running the Keras "
+                   "model: no TensorFlow needed (an edge board).")
 @click.option("--backend", "backends", multiple=True,
               help="litert, litert:no-xnnpack, litert-reference, litert-compiled[:gpu|npu], tflite-runtime, tf-lite "
                    "(repeatable; default: all of them).")
@@ -242,21 +271,19 @@ def export(model_dir, out, catalogue, int8, ptq, fp16, dynamic, float32, margin,
 @click.option("--report", type=click.Path(path_type=Path), help="Write a self-contained HTML report here.")
 @click.option("--json", "as_json", is_flag=True)
 @_user_errors
-def verify(bundle, catalogue, model_dir, variant, split, backends, delegates, delegate_options, threads,
-           max_products, min_agreement, max_drop, max_modality_drop, report, as_json):
+def verify(bundle, catalogue, model_dir, variant, split, save_reference, reference, backends, delegates,
+           delegate_options, threads, max_products, min_agreement, max_drop, max_modality_drop, report, as_json):
     """Check that BUNDLE behaves like the float Keras model on every backend; exit 1 when parity fails."""
     from huse_edge.bundle import Bundle
+    from huse_edge.reference import load_reference
     from huse_edge.runtime import RuntimeOptions
-    from huse_edge.verify import DEFAULT_BACKENDS, ParityLimits, default_model_dir, format_result, summary
+    from huse_edge.verify import DEFAULT_BACKENDS, ParityLimits, format_result, summary
     from huse_edge.verify import verify as run_verify
 
+    if reference and (model_dir or save_reference):
+        raise click.UsageError("--reference stands in for the Keras model: give it without --model-dir and "
+                               "--save-reference")
     loaded = Bundle.load(bundle)
-    model_dir = model_dir or default_model_dir(loaded)
-    if model_dir is None:
-        raise click.UsageError(f"{bundle}: the model it was exported from is not where the bundle says; "
-                               "give --model-dir")
-    from huse_edge.evaluation_job import keras_reference
-
     options = [RuntimeOptions.from_label(b, threads) for b in backends] or \
         [RuntimeOptions(o.backend, threads, o.xnnpack, accelerator=o.accelerator) for o in DEFAULT_BACKENDS]
     if any("=" not in o for o in delegate_options):
@@ -264,15 +291,45 @@ def verify(bundle, catalogue, model_dir, variant, split, backends, delegates, de
     settings = dict(o.split("=", 1) for o in delegate_options)
     options += [RuntimeOptions("litert", threads, delegate=str(d), delegate_options=settings) for d in delegates]
     with _progress_on_stderr(as_json):
-        run = keras_reference(model_dir, catalogue, split, max_products)
+        if reference:
+            run = load_reference(reference, loaded, variant, catalogue, max_products)
+            if split not in (None, run.split):
+                raise click.UsageError(f"{reference} holds the {run.split} split, not {split}")
+        else:
+            run = _keras_reference(loaded, model_dir, catalogue, split or "test", max_products)
+            if save_reference:
+                from huse_edge.reference import save_reference as write_reference
+
+                write_reference(run, save_reference, loaded)
+                click.echo(f"wrote the float outputs of {len(run.products)} products to {save_reference}")
         result = run_verify(loaded, variant, run.images, run.tokens, run.labels, run.outputs, options,
-                            ParityLimits(min_agreement, max_drop, max_modality_drop), run.products, split)
+                            ParityLimits(min_agreement, max_drop, max_modality_drop), run.products, run.split)
     if report:
         from huse_edge.report import write_report
 
         write_report(result, report)
     click.echo(json.dumps(summary(result), indent=2) if as_json else format_result(result))
     sys.exit(0 if result.passed else 1)
+
+
+def _keras_reference(bundle: Bundle, model_dir: Path | None, catalogue: Path | None, split: str,
+                     max_products: int | None) -> ReferenceRun:
+    """The float Keras model's outputs on the split: what `verify` holds the bundle to, where TensorFlow is."""
+    from huse_edge.verify import default_model_dir
+
+    model_dir = model_dir or default_model_dir(bundle)
+    if model_dir is None:
+        raise click.UsageError(f"{bundle.path}: the model it was exported from is not where the bundle says; "
+                               "give --model-dir")
+    try:
+        from huse_edge.evaluation_job import keras_reference
+    except ModuleNotFoundError as error:
+        if _package_of(error) not in TRAINING_STACK:
+            raise
+        raise click.UsageError("verify runs the float Keras model, which needs TensorFlow (pip install "
+                               "'huse-edge[train]'); where it is not installed, hold the bundle to outputs recorded "
+                               "where it is: --save-reference FILE there, --reference FILE here") from None
+    return keras_reference(model_dir, catalogue, split, max_products)
 
 
 def _text_with_tokens(context: click.Context, parameter: click.Parameter, text: str | None) -> str | None:

@@ -4,6 +4,7 @@ from huse_edge.ann import AnnUnavailable
 from huse_edge.bundle import BundleError
 from huse_edge.index import IndexFileError
 from huse_edge.catalogue import CatalogueError
+from huse_edge.reference import ReferenceFileError
 from huse_edge.tokenizer import TokenizerError
 from huse_edge.torch_checkpoint import CheckpointError
 from huse_edge.runtime import BackendUnavailable, InputError
@@ -24,5 +25,5 @@ class ClusterConfigError(ValueError):
 
 USER_ERRORS: tuple[type[Exception], ...] = (BackboneError, CatalogueError, TokenizerError, CheckpointError,
                                             ImageError, BundleError, ModelDirError, BackendUnavailable, InputError,
-                                            IndexFileError, AnnUnavailable, ClusterConfigError,
+                                            IndexFileError, AnnUnavailable, ClusterConfigError, ReferenceFileError,
                                             FileNotFoundError)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
-from huse_edge.catalogue import Columns
+from huse_edge.catalogue import Columns, LabelledCatalogue, Product
 from huse_edge.evaluate import evaluate_outputs
 from huse_edge.model_dir import ModelDir
-from huse_edge.pixels import load_pixels
 from huse_edge.recipe import TrainConfig
+from huse_edge.reference import ReferenceRun, product_inputs
 from huse_edge.train import load_labelled, predict_outputs
 
 
@@ -21,14 +21,13 @@ def columns_of(model_dir: ModelDir) -> Columns:
     return Columns(**saved)
 
 
-def model_inputs(model_dir: ModelDir, products) -> tuple[np.ndarray, np.ndarray]:
+def model_inputs(model_dir: ModelDir, products: Sequence[Product]) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 pixels, int32 tokens) of products, through the same preprocessing as the edge runtime."""
     config = model_dir.model_config
-    pixels = load_pixels([p.image for p in products], config.image_height, config.image_width)
-    return pixels, model_dir.tokenizer.encode_batch(p.title for p in products)
+    return product_inputs(products, config.image_height, config.image_width, model_dir.tokenizer)
 
 
-def labelled_split(model_dir: ModelDir, catalogue: str | Path, split: str):
+def labelled_split(model_dir: ModelDir, catalogue: str | Path, split: str) -> LabelledCatalogue:
     train = TrainConfig(**model_dir.config["train"])
     _, labelled = load_labelled(catalogue, columns_of(model_dir), train, strict=False, hierarchy=model_dir.hierarchy)
     return labelled if split == "all" else labelled.split(split)
@@ -41,23 +40,14 @@ def evaluate_model_dir(path: str | Path, catalogue: str | Path, split: str = "te
     return {**evaluate_outputs(outputs, np.asarray(part.labels), model_dir.hierarchy), "split": split}
 
 
-@dataclass
-class ReferenceRun:
-    """A split's products, their model inputs and labels, and the float Keras model's outputs on them."""
-
-    products: list
-    images: np.ndarray
-    tokens: np.ndarray
-    labels: np.ndarray
-    outputs: dict
-
-
 def keras_reference(path: str | Path, catalogue: str | Path | None, split: str = "test",
                     max_products: int | None = None) -> ReferenceRun:
     """What `verify` holds every backend to (catalogue default: the one the model was trained on)."""
     model_dir = ModelDir.load(path)
-    part = labelled_split(model_dir, catalogue or Path(model_dir.metrics["catalogue"]), split)
+    catalogue = Path(catalogue or model_dir.metrics["catalogue"])
+    part = labelled_split(model_dir, catalogue, split)
     products = part.products[:max_products] if max_products else part.products
     images, tokens = model_inputs(model_dir, products)
     return ReferenceRun(products, images, tokens, np.asarray(part.labels[: len(products)]),
-                        predict_outputs(model_dir.keras_model(), images, tokens))
+                        predict_outputs(model_dir.keras_model(), images, tokens), split, catalogue,
+                        columns_of(model_dir))

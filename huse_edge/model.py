@@ -22,12 +22,10 @@ from typing import Callable
 from huse_edge._tf import keras
 from huse_edge.backbones import build_backbone
 from huse_edge.layers import FusedProbabilities, L2Normalize
-from huse_edge.recipe import HuseConfig
-
-OUTPUTS = ("image_embedding", "text_embedding", "image_logits", "text_logits", "fused_probabilities")
+from huse_edge.recipe import OUTPUTS, HuseConfig
 
 
-def as_output_dict(outputs) -> dict:
+def as_output_dict(outputs: dict | list) -> dict:
     """Model outputs as a dict keyed by `OUTPUTS` (QAT copies of the model return them as a list)."""
     return outputs if isinstance(outputs, dict) else dict(zip(OUTPUTS, outputs))
 

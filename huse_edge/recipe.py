@@ -15,6 +15,9 @@ BACKBONES = ("efficientnet_lite0", "mobilenet_v2", "vgg16", "small_cnn")
 # The fine-tune's first trained block by backbone. EfficientNet-Lite0 keeps its stages at 64x48 to 16x12 (their
 # steps cost a 4th epoch's time; benchmarks/EXPERIMENTS.md); MobileNetV2 and VGG16, not measured, keep 3 blocks.
 FINETUNE_FROM_BLOCK = {"efficientnet_lite0": 5, "mobilenet_v2": 3, "vgg16": 3}
+# What the network returns, in this order: the two universal embeddings, each tower's class logits through the shared
+# layer, and the late fusion of those logits.
+OUTPUTS = ("image_embedding", "text_embedding", "image_logits", "text_logits", "fused_probabilities")
 
 
 @dataclass(frozen=True)
