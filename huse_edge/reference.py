@@ -77,7 +77,7 @@ def load_reference(path: str | Path, bundle: Bundle, variant: str, catalogue: st
     recorded = header["bundle_files"]
     changed = sorted(name for name, digest in bundle.manifest["files"].items()
                      if recorded.get(name, digest) != digest)
-    model = bundle.manifest["variants"].get(variant, {}).get("model")
+    model = bundle.model_file(variant).relative_to(bundle.path).as_posix()  # an unknown variant: BundleError
     if changed or model not in recorded:
         differs = (", ".join(changed[:3]) + (f" and {len(changed) - 3} more files differ" if len(changed) > 3
                                               else " differ")) if changed else f"{model} was not in it"

@@ -87,6 +87,8 @@ def test_a_reference_is_refused_for_another_export_or_other_products(int8_bundle
     refused("unknown_product.npz", {"ids": np.array(["no-such-id", *arrays["ids"][1:]])}, "ids no-such-id")
     refused("short.npz", {"labels": arrays["labels"][:3]}, "do not all hold 8 products")
     refused("not_a_reference.npz", {"header": np.array("{}")}, "not a huse-edge verify reference")
+    result = CliRunner().invoke(main, ["verify", str(bundle), "--reference", str(reference), "--variant", "fp16"])
+    assert result.exit_code == 2 and "no 'fp16' model" in result.stderr, result.output
     (tmp_path / "garbage.npz").write_bytes(b"\x00" * 100)
     result = CliRunner().invoke(main, ["verify", str(bundle), "--reference", str(tmp_path / "garbage.npz")])
     assert result.exit_code == 2 and "not an .npz file" in result.stderr, result.output
