@@ -73,19 +73,18 @@ def load_reference(path: str | Path, bundle: Bundle, variant: str, catalogue: st
     """The recorded run, its products read from `catalogue` (default: the recorded path) and preprocessed by
     `bundle`; refused when the bundle's `variant` is not the export it was recorded with."""
     path = Path(path)
-    header, ids, labels, outputs = _read(path)
-    recorded = header["bundle_files"]
+    recorded = _read(path)
     changed = sorted(name for name, digest in bundle.manifest["files"].items()
-                     if recorded.get(name, digest) != digest)
+                     if recorded.bundle_files.get(name, digest) != digest)
     model = bundle.model_file(variant).relative_to(bundle.path).as_posix()  # an unknown variant: BundleError
-    if changed or model not in recorded:
+    if changed or model not in recorded.bundle_files:
         differs = (", ".join(changed[:3]) + (f" and {len(changed) - 3} more files differ" if len(changed) > 3
                                               else " differ")) if changed else f"{model} was not in it"
         raise ReferenceFileError(f"{path}: recorded with another export than {bundle.path} ({differs}); record it "
                                  "again with this bundle: huse-edge verify BUNDLE CATALOGUE --save-reference FILE")
-    catalogue = Path(catalogue or header["catalogue"])
-    columns = Columns(**{**header["columns"], "category": tuple(header["columns"]["category"])})
-    by_id = {p.id: p for p in read_catalogue(catalogue, columns).products}
+    catalogue = Path(catalogue or recorded.catalogue)
+    by_id = {p.id: p for p in read_catalogue(catalogue, recorded.columns).products}
+    ids = recorded.ids
     missing = [i for i in ids if i not in by_id]
     if missing:
         raise ReferenceFileError(f"{path}: {len(missing)} of its {len(ids)} products are not in {catalogue} "
@@ -93,11 +92,23 @@ def load_reference(path: str | Path, bundle: Bundle, variant: str, catalogue: st
     count = min(len(ids), max_products) if max_products else len(ids)
     products = [by_id[i] for i in ids[:count]]
     images, tokens = product_inputs(products, bundle.image_height, bundle.image_width, bundle.tokenizer)
-    return ReferenceRun(products, images, tokens, labels[:count], {k: v[:count] for k, v in outputs.items()},
-                        header["split"], catalogue, columns)
+    return ReferenceRun(products, images, tokens, recorded.labels[:count],
+                        {k: v[:count] for k, v in recorded.outputs.items()}, recorded.split, catalogue,
+                        recorded.columns)
 
 
-def _read(path: Path) -> tuple[dict, list[str], np.ndarray, dict[str, np.ndarray]]:
+@dataclass
+class _Recorded:
+    split: str
+    catalogue: str
+    columns: Columns
+    bundle_files: dict[str, str]
+    ids: list[str]
+    labels: np.ndarray
+    outputs: dict[str, np.ndarray]
+
+
+def _read(path: Path) -> _Recorded:
     unreadable = f"{path}: not a {FORMAT} of version {VERSION}"
     if not zipfile.is_zipfile(path):
         raise ReferenceFileError(f"{unreadable} (not an .npz file)")
@@ -108,9 +119,14 @@ def _read(path: Path) -> tuple[dict, list[str], np.ndarray, dict[str, np.ndarray
             outputs = {name: stored[f"output_{name}"] for name in OUTPUTS}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
         raise ReferenceFileError(f"{unreadable} ({type(error).__name__}: {error})") from None
-    if not isinstance(header, dict) or (header.get("format"), header.get("version")) != (FORMAT, VERSION) \
-            or not {"split", "catalogue", "columns", "bundle_files"} <= set(header):
-        raise ReferenceFileError(f"{unreadable} (its header is {str(header)[:80]!r})")
+    try:
+        if (header["format"], header["version"]) != (FORMAT, VERSION) or not isinstance(header["bundle_files"], dict):
+            raise ValueError("another format")
+        columns = Columns(**{**header["columns"], "category": tuple(header["columns"]["category"])})
+        recorded = _Recorded(str(header["split"]), str(header["catalogue"]), columns, header["bundle_files"], ids,
+                             labels, outputs)
+    except (TypeError, KeyError, ValueError) as error:
+        raise ReferenceFileError(f"{unreadable} (its header {str(header)[:80]!r}: {error})") from None
     if any(len(v) != len(ids) for v in (labels, *outputs.values())):
         raise ReferenceFileError(f"{path}: its arrays do not all hold {len(ids)} products")
-    return header, ids, labels, outputs
+    return recorded

@@ -74,10 +74,10 @@ def test_a_reference_is_refused_for_another_export_or_other_products(int8_bundle
     header = json.loads(str(arrays["header"]))
     assert header["bundle_files"] == manifest["files"]
 
-    def refused(name: str, change: dict, message: str, catalogue: Path = slice_catalogue) -> None:
+    def refused(name: str, change: dict, message: str) -> None:
         path = tmp_path / name
         np.savez(path, **{**arrays, **change})
-        result = CliRunner().invoke(main, ["verify", str(bundle), str(catalogue), "--reference", str(path)])
+        result = CliRunner().invoke(main, ["verify", str(bundle), str(slice_catalogue), "--reference", str(path)])
         assert result.exit_code == 2 and message in result.stderr, result.output
         assert "Traceback" not in result.output
 
@@ -86,7 +86,9 @@ def test_a_reference_is_refused_for_another_export_or_other_products(int8_bundle
             "recorded with another export")
     refused("unknown_product.npz", {"ids": np.array(["no-such-id", *arrays["ids"][1:]])}, "ids no-such-id")
     refused("short.npz", {"labels": arrays["labels"][:3]}, "do not all hold 8 products")
-    refused("not_a_reference.npz", {"header": np.array("{}")}, "not a huse-edge verify reference")
+    for name, foreign in (("not_a_reference", {}), ("foreign_columns", {**header, "columns": {"colour": "x"}}),
+                          ("foreign_files", {**header, "bundle_files": ["huse_int8.tflite"]})):
+        refused(f"{name}.npz", {"header": np.array(json.dumps(foreign))}, "not a huse-edge verify reference")
     result = CliRunner().invoke(main, ["verify", str(bundle), "--reference", str(reference), "--variant", "fp16"])
     assert result.exit_code == 2 and "no 'fp16' model" in result.stderr, result.output
     (tmp_path / "garbage.npz").write_bytes(b"\x00" * 100)
