@@ -12,7 +12,7 @@ import collections
 import csv
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -36,6 +36,14 @@ class Columns:
     image: str = "image"
     category: tuple[str, ...] = ("master_category", "sub_category", "article_type")
     category_separator: str = ">"
+
+    def to_dict(self) -> dict:
+        """JSON-ready, as a model directory's `config.json` and a verify reference record them."""
+        return {**asdict(self), "category": list(self.category)}
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> "Columns":
+        return cls(**{**saved, "category": tuple(saved["category"])})
 
 
 @dataclass(frozen=True)

@@ -7,18 +7,12 @@ from typing import Sequence
 
 import numpy as np
 
-from huse_edge.catalogue import Columns, LabelledCatalogue, Product
+from huse_edge.catalogue import LabelledCatalogue, Product
 from huse_edge.evaluate import evaluate_outputs
 from huse_edge.model_dir import ModelDir
 from huse_edge.recipe import TrainConfig
 from huse_edge.reference import ReferenceRun, product_inputs
 from huse_edge.train import load_labelled, predict_outputs
-
-
-def columns_of(model_dir: ModelDir) -> Columns:
-    saved = dict(model_dir.config["columns"])
-    saved["category"] = tuple(saved["category"])
-    return Columns(**saved)
 
 
 def model_inputs(model_dir: ModelDir, products: Sequence[Product]) -> tuple[np.ndarray, np.ndarray]:
@@ -29,7 +23,7 @@ def model_inputs(model_dir: ModelDir, products: Sequence[Product]) -> tuple[np.n
 
 def labelled_split(model_dir: ModelDir, catalogue: str | Path, split: str) -> LabelledCatalogue:
     train = TrainConfig(**model_dir.config["train"])
-    _, labelled = load_labelled(catalogue, columns_of(model_dir), train, strict=False, hierarchy=model_dir.hierarchy)
+    _, labelled = load_labelled(catalogue, model_dir.columns, train, strict=False, hierarchy=model_dir.hierarchy)
     return labelled if split == "all" else labelled.split(split)
 
 
@@ -50,4 +44,4 @@ def keras_reference(path: str | Path, catalogue: str | Path | None, split: str =
     images, tokens = model_inputs(model_dir, products)
     return ReferenceRun(products, images, tokens, np.asarray(part.labels[: len(products)]),
                         predict_outputs(model_dir.keras_model(), images, tokens), split, catalogue,
-                        columns_of(model_dir))
+                        model_dir.columns)

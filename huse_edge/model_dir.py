@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from huse_edge.atomic import atomic_path, write_text
+from huse_edge.catalogue import Columns
 from huse_edge.errors import ModelDirError
 from huse_edge.hierarchy import LabelHierarchy
 from huse_edge.recipe import HuseConfig
@@ -36,6 +37,11 @@ class ModelDir:
     tokenizer: Tokenizer
     class_distances: np.ndarray
     metrics: dict
+
+    @property
+    def columns(self) -> Columns:
+        """The catalogue columns the model was trained with: evaluate and export read other catalogues by them."""
+        return Columns.from_dict(self.config["columns"])
 
     @classmethod
     def load(cls, path: str | Path) -> "ModelDir":

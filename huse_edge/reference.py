@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -60,7 +60,7 @@ def product_inputs(products: Sequence[Product], height: int, width: int,
 def save_reference(run: ReferenceRun, path: str | Path, bundle: Bundle) -> None:
     """Writes `run`'s products and float outputs, tied to `bundle`'s files."""
     header = {"format": FORMAT, "version": VERSION, "split": run.split, "catalogue": str(run.catalogue),
-              "columns": asdict(run.columns), "bundle_files": bundle.manifest["files"]}
+              "columns": run.columns.to_dict(), "bundle_files": bundle.manifest["files"]}
     arrays = {"header": np.array(json.dumps(header)), "ids": np.array([p.id for p in run.products], dtype=str),
               "labels": np.asarray(run.labels, np.int32),
               **{f"output_{name}": np.asarray(run.outputs[name], np.float32) for name in OUTPUTS}}
@@ -122,7 +122,7 @@ def _read(path: Path) -> _Recorded:
     try:
         if (header["format"], header["version"]) != (FORMAT, VERSION) or not isinstance(header["bundle_files"], dict):
             raise ValueError("another format")
-        columns = Columns(**{**header["columns"], "category": tuple(header["columns"]["category"])})
+        columns = Columns.from_dict(header["columns"])
         recorded = _Recorded(str(header["split"]), str(header["catalogue"]), columns, header["bundle_files"], ids,
                              labels, outputs)
     except (TypeError, KeyError, ValueError) as error:

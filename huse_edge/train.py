@@ -494,7 +494,7 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
     metrics["peak_rss_mb"] = peak_rss_mb()
     full_config = {
         "huse_edge_version": __version__, "model": config.to_dict(), "train": asdict(train_config),
-        "loss": loss_weights.to_dict(), "columns": {**asdict(columns), "category": list(columns.category)},
+        "loss": loss_weights.to_dict(), "columns": columns.to_dict(),
         "tokenizer": asdict(tokenizer.spec), "backbone_source": model.backbone_source,
         "class_embeddings": "user matrix" if class_embeddings is not None else "hierarchy (tree distance)",
     }
