@@ -39,8 +39,8 @@ GET_DATA_HINT = ("no catalogue at {path}. Get the public Fashion Product Images 
 TRAINING_STACK = ("tensorflow", "tf_keras", "tensorflow_model_optimization")
 
 
-def _package_of(error: ModuleNotFoundError) -> str:
-    return (error.name or "").split(".")[0]
+def _lacks_training_stack(error: ModuleNotFoundError) -> bool:
+    return (error.name or "").split(".")[0] in TRAINING_STACK
 
 
 def _user_errors(function):
@@ -57,7 +57,7 @@ def _user_errors(function):
             click.echo(f"error: {error}", err=True)
             sys.exit(2)
         except ModuleNotFoundError as error:
-            if _package_of(error) not in TRAINING_STACK:
+            if not _lacks_training_stack(error):
                 raise
             command = click.get_current_context().command_path
             click.echo(f"error: {command} needs TensorFlow, which this install lacks (the edge install runs "
@@ -324,7 +324,7 @@ def _keras_reference(bundle: Bundle, model_dir: Path | None, catalogue: Path | N
     try:
         from huse_edge.evaluation_job import keras_reference
     except ModuleNotFoundError as error:
-        if _package_of(error) not in TRAINING_STACK:
+        if not _lacks_training_stack(error):
             raise
         raise click.UsageError("verify runs the float Keras model, which needs TensorFlow (pip install "
                                "'huse-edge[train]'); where it is not installed, hold the bundle to outputs recorded "

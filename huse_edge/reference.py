@@ -89,11 +89,11 @@ def load_reference(path: str | Path, bundle: Bundle, variant: str, catalogue: st
     if missing:
         raise ReferenceFileError(f"{path}: {len(missing)} of its {len(ids)} products are not in {catalogue} "
                                  f"(ids {', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''})")
-    count = min(len(ids), max_products) if max_products else len(ids)
-    products = [by_id[i] for i in ids[:count]]
+    kept = slice(max_products or None)  # no limit, as for --max-products 0 beside Keras
+    products = [by_id[i] for i in ids[kept]]
     images, tokens = product_inputs(products, bundle.image_height, bundle.image_width, bundle.tokenizer)
-    return ReferenceRun(products, images, tokens, recorded.labels[:count],
-                        {k: v[:count] for k, v in recorded.outputs.items()}, recorded.split, catalogue,
+    return ReferenceRun(products, images, tokens, recorded.labels[kept],
+                        {k: v[kept] for k, v in recorded.outputs.items()}, recorded.split, catalogue,
                         recorded.columns)
 
 
