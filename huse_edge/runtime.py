@@ -14,6 +14,7 @@ This module never imports TensorFlow unless the `tf-lite` backend is asked for.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib
 import io
 import json
@@ -119,6 +120,27 @@ def _dequantise(values: np.ndarray, detail: dict) -> np.ndarray:
     return values.astype(np.float32)
 
 
+# The two functions of TFLite's external delegate interface (tensorflow/lite/delegates/external).
+_DELEGATE_INTERFACE = ("tflite_plugin_create_delegate", "tflite_plugin_destroy_delegate")
+
+
+def _load_delegate(module, library: str, options: dict):
+    """An external delegate, its library checked first: the interpreters' `load_delegate` leaves a half-built
+    object behind when the library does not load or lacks the interface, and that object's finaliser prints a
+    traceback (or, for a library without the interface, the load itself raises AttributeError)."""
+    try:
+        found = ctypes.CDLL(library)
+    except OSError as error:
+        raise BackendUnavailable(f"delegate {library}: cannot be loaded ({error})") from None
+    missing = [name for name in _DELEGATE_INTERFACE if not hasattr(found, name)]
+    if missing:
+        raise BackendUnavailable(f"delegate {library}: not a TFLite external delegate (no {', '.join(missing)})")
+    try:
+        return module.load_delegate(library, options)
+    except (ValueError, RuntimeError) as error:
+        raise BackendUnavailable(f"delegate {library}: cannot be loaded ({error})") from None
+
+
 class _InterpreterSignatures:
     """Signature runners of a classic Interpreter (LiteRT, tflite-runtime, tf.lite)."""
 
@@ -131,10 +153,7 @@ class _InterpreterSignatures:
         elif not options.xnnpack:
             kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         if options.delegate:
-            try:
-                kwargs["experimental_delegates"] = [module.load_delegate(options.delegate, options.delegate_options)]
-            except (ValueError, OSError, RuntimeError) as error:
-                raise BackendUnavailable(f"delegate {options.delegate}: cannot be loaded ({error})") from None
+            kwargs["experimental_delegates"] = [_load_delegate(module, options.delegate, options.delegate_options)]
         try:
             self.interpreter = module.Interpreter(**kwargs)
         except (ValueError, RuntimeError) as error:
