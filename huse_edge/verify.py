@@ -186,20 +186,22 @@ def verify(bundle: Bundle, variant: str, images: np.ndarray, tokens: np.ndarray,
 
 
 def format_result(result: VerifyResult) -> str:
-    """One row per backend with the headline parity figures."""
-    header = (f"{'backend':<28}{'status':<12}{'fused':>7}{'image':>7}{'text':>7}{'agree':>8}{'cos img':>8}"
+    """One row per backend with the headline parity figures; the backend column widens for a long label (a
+    delegate's path)."""
+    width = max(28, *(len(backend.label) + 2 for backend in result.backends))
+    header = (f"{'backend':<{width}}{'status':<12}{'fused':>7}{'image':>7}{'text':>7}{'agree':>8}{'cos img':>8}"
               f"{'cos p1':>8}{'Δ steps':>8}{'T→I R@1':>8}{'p50 ms':>8}")
     float_m = result.float_metrics
     lines = [f"verify {result.variant} on the {result.split} split ({len(result.labels)} products)", header,
-             f"{'keras float':<28}{'reference':<12}{float_m['fused_top1']:>7.4f}{float_m['image_top1']:>7.4f}"
+             f"{'keras float':<{width}}{'reference':<12}{float_m['fused_top1']:>7.4f}{float_m['image_top1']:>7.4f}"
              f"{float_m['text_top1']:>7.4f}{1:>8.4f}{1:>8.4f}{1:>8.4f}{0:>8}{float_m['text_to_image_R@1']:>8.4f}"]
     for backend in result.backends:
         if backend.status == "unavailable":
-            lines.append(f"{backend.label:<28}{'unavailable':<12}{backend.reason}")
+            lines.append(f"{backend.label:<{width}}{'unavailable':<12}{backend.reason}")
             continue
         m = backend.metrics
         steps = m["image_embedding_max_diff_steps"]
-        lines.append(f"{backend.label:<28}{backend.status:<12}{m['fused_top1']:>7.4f}{m['image_top1']:>7.4f}"
+        lines.append(f"{backend.label:<{width}}{backend.status:<12}{m['fused_top1']:>7.4f}{m['image_top1']:>7.4f}"
                      f"{m['text_top1']:>7.4f}{m['agreement_with_float']:>8.4f}"
                      f"{m['image_embedding_cosine_mean']:>8.4f}{m['image_embedding_cosine_p1']:>8.4f}"
                      f"{'-' if steps is None else f'{steps:.0f}':>8}{m['text_to_image_R@1']:>8.4f}"
