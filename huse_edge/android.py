@@ -28,6 +28,7 @@ from huse_edge.bundle import MANIFEST, Bundle, sha256_of
 from huse_edge.catalogue import Product
 from huse_edge.index import ProductIndex, fuse
 from huse_edge.runtime import HuseRuntime
+from huse_edge.search import check_model
 from huse_edge.transform import load_rgb, preprocess
 
 TOKENIZER_CASES = ("Nike Men's Air-Max 90 \u00abRunning\u00bb Shoes",
@@ -79,16 +80,22 @@ def write_golden(runtime: HuseRuntime, products: Sequence[Product], out: str | P
 
 def write_assets(bundle: Bundle, variant: str, index_path: Path | None, out: str | Path) -> list[str]:
     """A one-variant bundle (its own manifest, re-hashed, the index among its files), ready for the app's assets
-    folder; the Kotlin core verifies it like any bundle."""
+    folder; the Kotlin core verifies it like any bundle. The index (one file or a directory of parts) must have been
+    embedded by this variant's model, and is written as one file without HNSW graphs: the app searches the int8
+    rows by brute force."""
     model = bundle.model_file(variant)
+    index = ProductIndex.load(index_path) if index_path is not None else None
+    if index is not None:
+        check_model(index, bundle, variant)
     names = ["labels.txt", "vocab.txt", "tokenizer.json", "preprocessing.json"]
     with atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
         shutil.copyfile(model, tmp / model.name)
         for name in names:
             shutil.copyfile(bundle.path / name, tmp / name)
-        if index_path is not None:
-            shutil.copyfile(index_path, tmp / "products.hidx")
+        if index is not None:
+            ProductIndex(index.products, index.embeddings, index.bundle, index.fusion_image_weight).save(
+                tmp / "products.hidx")
         files = sorted(p.name for p in tmp.iterdir())
         entry = {**bundle.manifest["variants"][variant], "model": model.name, "signatures": {}}
         manifest = {**bundle.manifest, "variants": {variant: entry},

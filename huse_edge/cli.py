@@ -449,7 +449,7 @@ def _shard(text: str) -> tuple[int, int]:
 @_user_errors
 def search(index_path, text, image, modality, top_k, method, precision, bundle, backend, evaluate_split, as_json):
     """Nearest catalogue products to a text or image query (both: a fused query), by cosine."""
-    from huse_edge.bundle import Bundle, sha256_of
+    from huse_edge.bundle import Bundle
     from huse_edge.index import ProductIndex
     from huse_edge.runtime import HuseRuntime, RuntimeOptions
     from huse_edge.search import check_model, embed_query, evaluate_index, format_evaluation, hits
@@ -463,7 +463,7 @@ def search(index_path, text, image, modality, top_k, method, precision, bundle, 
         raise click.UsageError("give --text, --image, both, or --eval SPLIT")
     runtime = HuseRuntime(Bundle.load(bundle or loaded.bundle["path"]), loaded.bundle["variant"],
                           RuntimeOptions.from_label(backend))
-    check_model(loaded, runtime, sha256_of(runtime.bundle.model_file(runtime.variant)))
+    check_model(loaded, runtime.bundle, runtime.variant)
     scores, rows = loaded.nearest(embed_query(runtime, text, image), modality, top_k, precision, method)
     found = hits(loaded, scores[0], rows[0])
     if as_json:
@@ -548,11 +548,15 @@ def android_golden(bundle, catalogue, out, index_path, variant, split, max_produ
     from huse_edge.catalogue import read_catalogue
     from huse_edge.index import ProductIndex
     from huse_edge.runtime import HuseRuntime, RuntimeOptions
+    from huse_edge.search import check_model
 
     products = read_catalogue(catalogue, _columns(category_columns)).products
     products = [p for p in products if split == "all" or p.split == split][:max_products]
     runtime = HuseRuntime(Bundle.load(bundle), variant, RuntimeOptions("litert"))
-    count = write_golden(runtime, products, out, ProductIndex.load(index_path) if index_path else None)
+    index = ProductIndex.load(index_path) if index_path else None
+    if index is not None:
+        check_model(index, runtime.bundle, variant)
+    count = write_golden(runtime, products, out, index)
     click.echo(f"wrote golden vectors of {count} products ({split} split) to {out}")
 
 

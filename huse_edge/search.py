@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from huse_edge.ann import recall_at_k
+from huse_edge.bundle import Bundle, sha256_of
 from huse_edge.catalogue import split_of
 from huse_edge.evaluate import RECALL_KS, class_recall_at_k
 from huse_edge.index import IndexFileError, ProductIndex, fuse, normalise
@@ -37,11 +38,12 @@ def embed_query(runtime: HuseRuntime, text: str | None = None, image: str | Path
     return normalise(text_vector if text_vector is not None else image_vector)
 
 
-def check_model(index: ProductIndex, runtime: HuseRuntime, model_sha256: str) -> None:
-    if index.bundle.get("model_sha256") != model_sha256:
+def check_model(index: ProductIndex, bundle: Bundle, variant: str) -> None:
+    """Refuses an index that another model file embedded: its rows are not comparable with this model's queries."""
+    if index.bundle.get("model_sha256") != sha256_of(bundle.model_file(variant)):
         raise IndexFileError(f"the index was built with another model ({index.bundle.get('path')}, "
                              f"{index.bundle.get('variant')}): its embeddings are not comparable with "
-                             f"{runtime.bundle.path} ({runtime.variant})")
+                             f"{bundle.path} ({variant})")
 
 
 def hits(index: ProductIndex, scores: np.ndarray, rows: np.ndarray) -> list[dict]:
