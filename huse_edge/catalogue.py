@@ -239,8 +239,11 @@ class LabelledCatalogue:
 
 
 def class_path(product: Product, class_level: int) -> tuple[str, ...]:
-    """The path truncated at the class level (-1 = leaf)."""
+    """The path truncated at the class level (0 = top, -1 = leaf)."""
     depth = len(product.path)
+    if not -depth <= class_level < depth:
+        raise CatalogueError(f"product {product.id}: class level {class_level} is outside its category path of "
+                             f"{depth} levels (0 to {depth - 1} from the top, -1 to -{depth} from the leaf)")
     level = class_level % depth
     return product.path[: level + 1]
 

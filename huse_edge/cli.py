@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # each command imports what it runs, so that `--help` and the
     from huse_edge.bundle import Bundle
     from huse_edge.reference import ReferenceRun
 
+MIN_IMAGE_SIDE = 32
 DEFAULT_CATALOGUE = Path("../shared/data/fashion-products/products.csv")
 GET_DATA_HINT = ("no catalogue at {path}. Get the public Fashion Product Images (small) catalogue with:\n"
                  "  pip install kaggle==2.2.5 six && kaggle datasets download -d "
@@ -97,21 +98,24 @@ def _columns(category_columns: str | None):
               help="Model input HEIGHTxWIDTH.")
 @click.option("--trainable-blocks", type=int, default=HuseConfig.trainable_blocks, show_default=True,
               help="Top backbone blocks fine-tuned on cached features.")
-@click.option("--embedding-dim", type=int, default=HuseConfig.embedding_dim, show_default=True)
-@click.option("--epochs", type=int, default=TrainConfig.epochs, show_default=True, help="Epochs on cached features.")
-@click.option("--batch-size", type=int, default=TrainConfig.batch_size, show_default=True, help="Per replica.")
-@click.option("--learning-rate", type=float, default=TrainConfig.learning_rate, show_default=True)
-@click.option("--patience", type=int, default=TrainConfig.patience, show_default=True,
+@click.option("--embedding-dim", type=click.IntRange(1), default=HuseConfig.embedding_dim, show_default=True)
+@click.option("--epochs", type=click.IntRange(1),
+              default=TrainConfig.epochs, show_default=True, help="Epochs on cached features.")
+@click.option("--batch-size", type=click.IntRange(1),
+              default=TrainConfig.batch_size, show_default=True, help="Per replica.")
+@click.option("--learning-rate", type=click.FloatRange(0.0, min_open=True),
+              default=TrainConfig.learning_rate, show_default=True)
+@click.option("--patience", type=click.IntRange(0), default=TrainConfig.patience, show_default=True,
               help="Early-stopping patience (epochs).")
 @click.option("--class-level", type=int, default=TrainConfig.class_level, show_default=True,
               help="Hierarchy level of the class (-1 = leaf).")
-@click.option("--min-class-size", type=int, default=TrainConfig.min_class_size, show_default=True)
+@click.option("--min-class-size", type=click.IntRange(1), default=TrainConfig.min_class_size, show_default=True)
 @click.option("--category-columns", help="Comma-separated category columns, top level first.")
 @click.option("--class-embeddings", type=click.Path(exists=True, path_type=Path),
               help=".npy matrix (classes x dims, rows in labels.txt order) replacing the hierarchy distance.")
-@click.option("--class-weight", type=float, default=LossWeights.class_level, show_default=True)
-@click.option("--graph-weight", type=float, default=LossWeights.semantic, show_default=True)
-@click.option("--gap-weight", type=float, default=LossWeights.gap, show_default=True)
+@click.option("--class-weight", type=click.FloatRange(0.0), default=LossWeights.class_level, show_default=True)
+@click.option("--graph-weight", type=click.FloatRange(0.0), default=LossWeights.semantic, show_default=True)
+@click.option("--gap-weight", type=click.FloatRange(0.0), default=LossWeights.gap, show_default=True)
 @click.option("--graph-threshold", type=float, default=LossWeights.threshold, show_default=True)
 @click.option("--fused-weight", type=click.FloatRange(0.0), default=LossWeights.fused, show_default=True,
               help="Weight of the cross-entropy of the fused logits (the towers' mean), beside the three losses.")
@@ -124,9 +128,10 @@ def _columns(category_columns: str | None):
               help="Momentum of the moving average of the weights that is validated and kept (0: off).")
 @click.option("--finetune-epochs", type=click.IntRange(0), default=TrainConfig.finetune_epochs, show_default=True,
               help="Epochs of backbone fine-tuning from the photos after the cached phase (0: off).")
-@click.option("--finetune-learning-rate", type=float, default=TrainConfig.finetune_learning_rate, show_default=True)
-@click.option("--finetune-batch-size", type=int, default=TrainConfig.finetune_batch_size, show_default=True,
-              help="Per replica.")
+@click.option("--finetune-learning-rate", type=click.FloatRange(0.0, min_open=True),
+              default=TrainConfig.finetune_learning_rate, show_default=True)
+@click.option("--finetune-batch-size", type=click.IntRange(1),
+              default=TrainConfig.finetune_batch_size, show_default=True, help="Per replica.")
 @click.option("--finetune-from-block", type=click.IntRange(0),
               help="The fine-tune keeps the backbone's stem and its blocks before this one as ImageNet trained them "
                    "(0: trains them all).  [default: "
@@ -153,11 +158,11 @@ def train(catalogue, out_dir, backbone, backbone_weights, image_size, trainable_
     catalogue = catalogue or DEFAULT_CATALOGUE
     if not (catalogue.is_file() or is_shard_dir(catalogue)):
         raise click.UsageError(GET_DATA_HINT.format(path=catalogue))
+    height, width = _size(image_size)
     import numpy as np
 
     from huse_edge.train import train as run_training
 
-    height, width = _size(image_size)
     model_options = {"backbone": backbone, "image_height": height, "image_width": width,
                      "trainable_blocks": trainable_blocks, "embedding_dim": embedding_dim}
     run_training(catalogue, out_dir, model_options,
@@ -178,6 +183,9 @@ def _size(text: str) -> tuple[int, int]:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise click.BadParameter(f"expected HEIGHTxWIDTH, got {text!r}") from None
+    if min(height, width) < MIN_IMAGE_SIDE:
+        raise click.BadParameter(f"{text}: each side must be at least {MIN_IMAGE_SIDE} pixels (VGG16 halves the "
+                                 "photo five times)", param_hint="--image-size")
     return height, width
 
 
@@ -260,8 +268,8 @@ def export(model_dir, out, catalogue, int8, ptq, fp16, dynamic, float32, margin,
 @click.option("--delegate", "delegates", multiple=True, type=click.Path(path_type=Path),
               help="External delegate library (GPU, libedgetpu.so.1, vendor NPU), run on LiteRT; repeatable.")
 @click.option("--delegate-option", "delegate_options", multiple=True, help="KEY=VALUE passed to every delegate.")
-@click.option("--threads", type=int, help="Interpreter threads (default: the runtime's choice).")
-@click.option("--max-products", type=int, help="Check only the first N products of the split.")
+@click.option("--threads", type=click.IntRange(1), help="Interpreter threads (default: the runtime's choice).")
+@click.option("--max-products", type=click.IntRange(0), help="Check only the first N products of the split (0: all).")
 @click.option("--min-agreement", type=float, default=0.99, show_default=True,
               help="Least share of products on which a backend must make the float model's fused decision.")
 @click.option("--max-drop", type=float, default=0.5, show_default=True,
@@ -478,9 +486,9 @@ def search(index_path, text, image, modality, top_k, method, precision, bundle, 
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
 @click.option("--variant", "variants", multiple=True, help="Repeatable (default: every variant in the bundle).")
 @click.option("--backend", "backends", multiple=True, help="Repeatable (default: litert and tflite-runtime).")
-@click.option("--threads", "threads", multiple=True, type=int, help="Repeatable (default: 1 and 2).")
-@click.option("--batch", type=int, default=1, show_default=True)
-@click.option("--runs", type=int, default=50, show_default=True, help="Timed calls per signature.")
+@click.option("--threads", "threads", multiple=True, type=click.IntRange(1), help="Repeatable (default: 1 and 2).")
+@click.option("--batch", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--runs", type=click.IntRange(1), default=50, show_default=True, help="Timed calls per signature.")
 @click.option("--image", type=click.Path(exists=True, path_type=Path),
               help="Photo for the end-to-end path (default: a generated 60x80 JPEG).")
 @click.option("--json", "as_json", is_flag=True)
@@ -538,7 +546,7 @@ def android_assets(bundle, index_path, variant, out):
 @click.option("--index", "index_path", type=click.Path(exists=True, path_type=Path))
 @click.option("--variant", default="int8", show_default=True)
 @click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True)
-@click.option("--max-products", type=int)
+@click.option("--max-products", type=click.IntRange(1))
 @click.option("--category-columns", help="Comma-separated category columns, top level first.")
 @_user_errors
 def android_golden(bundle, catalogue, out, index_path, variant, split, max_products, category_columns):

@@ -136,9 +136,13 @@ def test_keep_depthwise_trains_the_tuned_blocks_but_their_depthwise_kernels(slic
 @pytest.mark.parametrize("options, message", [
     (["--finetune-from-block", "17"], "efficientnet_lite0 has 16 blocks"),
     (["--backbone", "small_cnn", "--keep-depthwise"], "small_cnn has no ImageNet weights"),
+    (["--batch-size", "0"], "'--batch-size': 0 is not in the range x>=1"),
+    (["--learning-rate", "0"], "'--learning-rate': 0.0 is not in the range x>0.0"),
+    (["--image-size", "16x96"], "each side must be at least 32 pixels"),
+    (["--class-level", "3"], "class level 3 is outside its category path of 3 levels"),
 ])
-def test_a_backbone_option_the_backbone_cannot_honour_is_a_clear_error_before_training(slice_catalogue, tmp_path,
-                                                                                       options, message):
+def test_an_option_value_training_cannot_honour_is_a_clear_error_before_training(slice_catalogue, tmp_path,
+                                                                                 options, message):
     result = CliRunner().invoke(main, ["train", str(slice_catalogue), "--out", str(tmp_path / "m"), *options])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
@@ -369,9 +373,10 @@ def test_top_k_leaves_out_classes_of_probability_zero(int8_bundle):
 @pytest.mark.parametrize("command, option, value", [
     ("classify", "--title", ""), ("classify", "--title", "!!! ???"), ("search", "--text", ""),
     ("search", "--text", "!!! ???"),  # no tokens: the text tower would embed padding
-    ("classify", "--top-k", "0"), ("search", "--top-k", "0"),
+    ("classify", "--top-k", "0"), ("search", "--top-k", "0"), ("benchmark", "--threads", "0"),
+    ("benchmark", "--runs", "0"), ("benchmark", "--batch", "0"), ("verify", "--threads", "0"),
 ])
-def test_classify_and_search_refuse_an_option_value_they_cannot_use(command, option, value, tmp_path):
+def test_edge_commands_refuse_an_option_value_they_cannot_use(command, option, value, tmp_path):
     result = CliRunner().invoke(main, [command, str(tmp_path), option, value])
     assert result.exit_code == 2 and option in result.output and "Traceback" not in result.output, result.output
 
