@@ -95,7 +95,7 @@ def main() -> None:
         if model is None:  # labelled as `huse-edge train` labels it by default
             _, labelled = load_labelled(args.catalogue or DEFAULT_CATALOGUE, Columns(), TrainConfig(), strict=False)
         else:  # with the model's classes and column settings
-            labelled = labelled_split(model, args.catalogue or Path(model.metrics["catalogue"]), "all")
+            labelled = labelled_split(model, args.catalogue or model.training_catalogue(), "all")
     titles = [p.title for p in labelled.products]
     labels = np.asarray(labelled.labels)
     splits = np.asarray([p.split for p in labelled.products])

@@ -236,7 +236,7 @@ def export(model_dir, out, catalogue, int8, ptq, fp16, dynamic, float32, margin,
                                 ("int8", int8)) if on] or ["float", "int8"]
     if "int8" in variants and "float" not in variants:
         variants.insert(0, "float")  # the reference every quantised variant is compared with on device
-    catalogue = catalogue or Path(ModelDir.load(model_dir).metrics["catalogue"])
+    catalogue = catalogue or ModelDir.load(model_dir).training_catalogue()
     try:
         qat = QatConfig(products=qat_products, epochs=qat_epochs, learning_rate=qat_learning_rate)
         with _progress_on_stderr():

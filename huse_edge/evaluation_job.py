@@ -38,7 +38,7 @@ def keras_reference(path: str | Path, catalogue: str | Path | None, split: str =
                     max_products: int | None = None) -> ReferenceRun:
     """What `verify` holds every backend to (catalogue default: the one the model was trained on)."""
     model_dir = ModelDir.load(path)
-    catalogue = Path(catalogue or model_dir.metrics["catalogue"])
+    catalogue = Path(catalogue or model_dir.training_catalogue())
     part = labelled_split(model_dir, catalogue, split)
     products = part.products[:max_products] if max_products else part.products
     images, tokens = model_inputs(model_dir, products)

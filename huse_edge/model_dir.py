@@ -43,6 +43,16 @@ class ModelDir:
         """The catalogue columns the model was trained with: evaluate and export read other catalogues by them."""
         return Columns.from_dict(self.config["columns"])
 
+    def training_catalogue(self) -> Path:
+        """The catalogue training read, which evaluate, export and verify default to. Recorded as an absolute path;
+        model directories trained before that recorded it as given, relative to the folder training ran in."""
+        catalogue = Path(self.metrics["catalogue"])
+        if not catalogue.exists():
+            where = "" if catalogue.is_absolute() else " from the current folder"
+            raise ModelDirError(f"{self.path}: the catalogue it was trained on, {catalogue}, is not found{where}; "
+                                "name the catalogue on the command line")
+        return catalogue
+
     @classmethod
     def load(cls, path: str | Path) -> "ModelDir":
         path = Path(path)

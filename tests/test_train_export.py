@@ -25,9 +25,10 @@ from huse_edge.verify import row_cosines
 pytestmark = pytest.mark.slow
 
 
-def test_train_command_hands_every_option_to_the_recipe(slice_catalogue, trained_model, tmp_path):
+def test_train_command_hands_every_option_to_the_recipe(slice_catalogue, trained_model, tmp_path, monkeypatch):
     """Each recipe option of `huse-edge train` reaches the TrainConfig and LossWeights the model directory
-    records, and the options left out keep the recipe's defaults."""
+    records, and the options left out keep the recipe's defaults; a catalogue given by a relative path is recorded
+    as an absolute one, so evaluate, export and verify find it from any folder."""
     from huse_edge.recipe import LossWeights, TrainConfig
 
     chosen_train = {"epochs": 1, "batch_size": 16, "learning_rate": 2e-3, "patience": 4, "seed": 3,
@@ -41,9 +42,11 @@ def test_train_command_hands_every_option_to_the_recipe(slice_catalogue, trained
              "semantic": "graph-weight", "gap": "gap-weight", "threshold": "graph-threshold", "fused": "fused-weight"}
     options = [item for name, value in chosen.items()
                for item in ((f"--{flags[name]}",) if value is True else (f"--{flags[name]}", str(value)))]
-    result = CliRunner().invoke(main, ["train", str(slice_catalogue), "--out", str(tmp_path / "m"), "--cache-dir",
+    monkeypatch.chdir(slice_catalogue.parent)
+    result = CliRunner().invoke(main, ["train", slice_catalogue.name, "--out", str(tmp_path / "m"), "--cache-dir",
                                        str(trained_model / "cache"), "--trainable-blocks", "1", *options])
     assert result.exit_code == 0, result.output
+    assert ModelDir.load(tmp_path / "m").training_catalogue() == slice_catalogue.resolve()
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["train"] == {**asdict(TrainConfig()), **chosen_train}
     assert config["loss"] == {**LossWeights().to_dict(), **chosen_loss}
@@ -147,6 +150,20 @@ def test_an_option_value_training_cannot_honour_is_a_clear_error_before_training
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "m").exists()
+
+
+def test_a_model_whose_training_catalogue_is_gone_asks_for_one(trained_model, int8_bundle, tmp_path):
+    moved = tmp_path / "model"
+    shutil.copytree(trained_model, moved, ignore=shutil.ignore_patterns("cache", "checkpoints", "bundle", "logs"))
+    metrics = json.loads((moved / "metrics.json").read_text())
+    (moved / "metrics.json").write_text(json.dumps({**metrics, "catalogue": "data/products.csv"}))  # as recorded
+    # before catalogues were recorded as absolute paths, from a folder other than training's
+    for command in (["export", str(moved), "--int8", "--out", str(tmp_path / "bundle")],
+                    ["verify", str(int8_bundle[0]), "--model-dir", str(moved)]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert "data/products.csv, is not found from the current folder; name the catalogue" in result.output
+    assert not (tmp_path / "bundle").exists()
 
 
 def test_gap_loss_brings_modalities_together(slice_catalogue, trained_model, tmp_path):
