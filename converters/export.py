@@ -22,7 +22,7 @@ from converters.qat import calibrate_ranges, quantize_aware
 from converters.tflite import SIGNATURES, convert, representative_dataset
 from huse_edge import __version__
 from huse_edge._tf import keras, tf
-from huse_edge.atomic import atomic_path
+from huse_edge.atomic import atomic_path, check_destination
 from huse_edge.bundle import FORMAT_VERSION, MANIFEST, Bundle, sha256_of
 from huse_edge.catalogue import Product
 from huse_edge.evaluation_job import labelled_split, model_inputs
@@ -67,6 +67,7 @@ def export_bundle(model_dir_path: str | Path, out: str | Path, variants: list[st
                   margin: float = 1.0, force: bool = False, qat: QatConfig = QatConfig(),
                   calibration_products: int = 300, parity_products: int | None = None) -> dict:
     model_dir = ModelDir.load(model_dir_path)
+    check_destination(out, MANIFEST)  # before minutes of conversion
     float_model = model_dir.keras_model()
     labelled = labelled_split(model_dir, catalogue, "all")  # read and checked once: 9-13 s for the default catalogue
     train_part, val_part = labelled.split("train"), labelled.split("val")
@@ -91,7 +92,7 @@ def export_bundle(model_dir_path: str | Path, out: str | Path, variants: list[st
     parity_set = val_part.products[:parity_products] if parity_products else val_part.products
     parity_labels = np.asarray(val_part.labels[: len(parity_set)])
     out = Path(out)
-    with atomic_path(out) as tmp:
+    with atomic_path(out, MANIFEST) as tmp:
         _write_bundle(tmp, model_dir, models)
         images, tokens = model_inputs(model_dir, parity_set)
         reference = predict_outputs(float_model, images, tokens)

@@ -37,13 +37,14 @@ TOKENIZER_CASES = ("Nike Men's Air-Max 90 \u00abRunning\u00bb Shoes",
                    "   ", "a" * 40 + " b", "one two three four five six seven eight nine ten eleven twelve "
                    "thirteen fourteen fifteen sixteen seventeen", "Tshirt\tJeans\nBelt", "\U0001F600 smile 42")
 SEARCH_QUERIES = 50
+GOLDEN_MARKER = "tokenizer_cases.jsonl"  # the file only a golden directory holds
 
 
 def write_golden(runtime: HuseRuntime, products: Sequence[Product], out: str | Path,
                  index: ProductIndex | None = None, batch: int = 64) -> int:
     """Writes the golden directory for `products` (see the module docstring); returns how many products."""
     bundle = runtime.bundle
-    with atomic_path(out) as tmp:
+    with atomic_path(out, GOLDEN_MARKER) as tmp:
         tmp.mkdir(parents=True)
         with (tmp / "products.jsonl").open("w", encoding="utf-8") as stream:
             for p in products:
@@ -88,7 +89,7 @@ def write_assets(bundle: Bundle, variant: str, index_path: Path | None, out: str
     if index is not None:
         check_model(index, bundle, variant)
     names = ["labels.txt", "vocab.txt", "tokenizer.json", "preprocessing.json"]
-    with atomic_path(out) as tmp:
+    with atomic_path(out, MANIFEST) as tmp:
         tmp.mkdir(parents=True)
         shutil.copyfile(model, tmp / model.name)
         for name in names:

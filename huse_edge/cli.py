@@ -276,7 +276,8 @@ def export(model_dir, out, catalogue, int8, ptq, fp16, dynamic, float32, margin,
               help="Most points of fused top-1 a backend may lose against the float model.")
 @click.option("--max-modality-drop", type=float, default=2.0, show_default=True,
               help="Most points of image-only or text-only top-1 a backend may lose against the float model.")
-@click.option("--report", type=click.Path(path_type=Path), help="Write a self-contained HTML report here.")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a self-contained HTML report here.")
 @click.option("--json", "as_json", is_flag=True)
 @_user_errors
 def verify(bundle, catalogue, model_dir, variant, split, save_reference, reference, backends, delegates,

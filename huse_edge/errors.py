@@ -1,6 +1,7 @@
 """The error types a user can act on; the CLI prints them as one line instead of a traceback."""
 
 from huse_edge.ann import AnnUnavailable
+from huse_edge.atomic import ArtifactPathError
 from huse_edge.bundle import BundleError
 from huse_edge.index import IndexFileError
 from huse_edge.catalogue import CatalogueError
@@ -26,4 +27,4 @@ class ClusterConfigError(ValueError):
 USER_ERRORS: tuple[type[Exception], ...] = (BackboneError, CatalogueError, TokenizerError, CheckpointError,
                                             ImageError, BundleError, ModelDirError, BackendUnavailable, InputError,
                                             IndexFileError, AnnUnavailable, ClusterConfigError, ReferenceFileError,
-                                            FileNotFoundError)
+                                            ArtifactPathError, FileNotFoundError)

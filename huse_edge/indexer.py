@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from huse_edge.atomic import check_destination
 from huse_edge.bundle import Bundle, sha256_of
 from huse_edge.catalogue import Columns, Product, read_catalogue
 from huse_edge.index import (MODALITIES, IndexedProduct, IndexFileError, ProductIndex, fingerprint, fuse, normalise,
@@ -92,6 +93,7 @@ def write_index(bundle: str | Path, products: Sequence[Product], out: Path, vari
                 backend: str = "litert", rebuild: bool = False, ann: bool = False,
                 progress: Callable[[int], None] | None = None) -> tuple[ProductIndex, SyncReport]:
     """Builds or updates the index file `out` for exactly `products`."""
+    check_destination(out)  # before the embedding, not after
     runtime = HuseRuntime(Bundle.load(bundle), variant, RuntimeOptions.from_label(backend))
     existing = ProductIndex.load(out) if out.exists() and not rebuild else None
     built, report = sync_index(runtime, products, existing, progress)

@@ -52,7 +52,7 @@ def write_shards(catalogue_path: str | Path, out_dir: str | Path, num_files: int
         raise ValueError("the number of shard files must be at least 1")
     catalogue = read_catalogue(catalogue_path, columns, strict=strict)
     names = [f"products-{i:05d}-of-{num_files:05d}.tfrecord" for i in range(num_files)]
-    with atomic_path(out_dir) as tmp:
+    with atomic_path(out_dir, MANIFEST) as tmp:
         tmp.mkdir()
         writers = [tf.io.TFRecordWriter(str(tmp / name)) for name in names]
         root = Path(catalogue_path).parent.resolve()

@@ -206,6 +206,57 @@ def test_export_killed_while_writing_leaves_the_previous_bundle_intact(int8_bund
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("command", [
+    ["export", "{model}", "--int8", "--out", "{folder}"],
+    ["android", "assets", "{bundle}", "--out", "{folder}"],
+    ["android", "golden", "{bundle}", "{catalogue}", "--out", "{folder}", "--max-products", "2"],
+    ["index", "{bundle}", "{catalogue}", "--out", "{folder}", "--rebuild"],
+    ["verify", "{bundle}", "--report", "{folder}"],
+    ["data", "shard", "{catalogue}", "--out", "{folder}"],
+], ids=lambda command: " ".join(command[:2]))
+def test_an_output_path_naming_a_users_folder_is_refused_not_replaced(int8_bundle, trained_model, slice_catalogue,
+                                                                     tmp_path, command):
+    from click.testing import CliRunner
+
+    from huse_edge.cli import main
+
+    folder = tmp_path / "documents"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    paths = {"model": trained_model, "bundle": int8_bundle[0], "catalogue": slice_catalogue, "folder": folder}
+    result = CliRunner().invoke(main, [part.format(**paths) for part in command])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert str(folder) in result.output and "directory" in result.output
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"] and (folder / "notes.txt").read_text() == "mine"
+    assert not list(tmp_path.glob(".documents*"))
+
+
+def test_a_directory_artifact_replaces_only_an_empty_folder_or_an_earlier_one_of_its_kind(tmp_path):
+    from huse_edge.atomic import ArtifactPathError, atomic_path
+
+    def write(destination: Path, content: str) -> None:
+        with atomic_path(destination, "marker.json") as tmp:
+            tmp.mkdir()
+            (tmp / "marker.json").write_text(content)
+
+    empty, earlier, other = tmp_path / "empty", tmp_path / "earlier", tmp_path / "other"
+    empty.mkdir()
+    write(empty, "1")
+    write(earlier, "1")
+    write(earlier, "2")
+    assert (empty / "marker.json").read_text() == "1" and (earlier / "marker.json").read_text() == "2"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(ArtifactPathError, match="no marker.json"):
+        write(other, "1")
+    with pytest.raises(ArtifactPathError, match="is a file"):
+        write(other / "keep.txt", "1")
+    with pytest.raises(ArtifactPathError, match="is a directory"), atomic_path(other) as tmp:
+        tmp.write_text("a file over a folder")
+    assert [p.name for p in other.iterdir()] == ["keep.txt"]
+
+
+@pytest.mark.slow
 def test_conversion_is_byte_identical_from_the_same_weights(trained_model):
     from converters.tflite import convert
     from huse_edge.model_dir import ModelDir
