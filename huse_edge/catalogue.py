@@ -104,7 +104,9 @@ def split_of(product_id: str) -> str:
 
 def _rows(path: Path) -> Iterator[tuple[int, dict]]:
     """(row number as a user sees it, record) for CSV (header = line 1) or JSONL (line numbers)."""
-    with path.open(encoding="utf-8", errors="surrogateescape", newline="") as stream:
+    # utf-8-sig: spreadsheet programs start a UTF-8 CSV with a byte order mark, which would become part of the
+    # first column's name
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as stream:
         if path.suffix.lower() in (".jsonl", ".ndjson"):
             for number, line in enumerate(stream, start=1):
                 if not line.strip():

@@ -69,6 +69,13 @@ def test_missing_columns_named(tmp_path):
         read_catalogue(tmp_path / "p.csv")
 
 
+def test_a_spreadsheets_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.jpg")
+    rows = HEADER + "1,Red Shirt,Apparel,Topwear,Shirts,a.jpg\n"
+    (tmp_path / "p.csv").write_bytes(("\ufeff" + rows).encode())  # as Excel's "CSV UTF-8" writes it
+    assert [p.id for p in read_catalogue(tmp_path / "p.csv").products] == ["1"]
+
+
 def test_jsonl_and_single_category_column(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "a.jpg")
     (tmp_path / "p.jsonl").write_text('{"id": "a", "title": "T", "image": "a.jpg", "cat": "X > Y > Z"}\n{oops\n')
