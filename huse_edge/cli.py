@@ -499,12 +499,22 @@ def benchmark(bundle, variants, backends, threads, batch, runs, image, as_json):
     from huse_edge.benchmark import benchmark as run_benchmark
     from huse_edge.benchmark import format_results
     from huse_edge.bundle import Bundle
-    from huse_edge.runtime import BackendUnavailable
+    from huse_edge.runtime import BackendUnavailable, RuntimeOptions
+    from huse_edge.transform import load_rgb
 
-    variants = variants or Bundle.load(bundle).variants
+    # what the user named must exist before the workers run: a worker's failure reads as an unavailable backend
+    loaded = Bundle.load(bundle)
+    variants = variants or loaded.variants
+    backends = backends or ("litert", "tflite-runtime")
+    for variant in variants:
+        loaded.model_file(variant)
+    for backend in backends:
+        RuntimeOptions.from_label(backend)
+    if image:
+        load_rgb(image)
     rows, unavailable = [], []
     for variant in variants:
-        for backend in backends or ("litert", "tflite-runtime"):
+        for backend in backends:
             for count in threads or (1, 2):
                 try:
                     rows.append(run_benchmark(bundle, variant, backend, count, batch, runs, image))

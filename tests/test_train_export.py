@@ -387,6 +387,24 @@ def test_top_k_leaves_out_classes_of_probability_zero(int8_bundle):
     assert [t["class_id"] for t in unsure] == [0, 1, 2, 3, 4]  # equal non-zero probabilities: label order
 
 
+def test_benchmark_measures_every_signature_and_refuses_what_does_not_exist(int8_bundle, tmp_path):
+    bundle = str(int8_bundle[0])
+    result = CliRunner().invoke(main, ["benchmark", bundle, "--variant", "int8", "--backend", "litert",
+                                       "--threads", "1", "--runs", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["unavailable"] == [] and len(report["results"]) == 1
+    figures = report["results"][0]["signatures"]
+    assert set(figures) == {"embed_image", "embed_text", "classify", "classify_product", "end_to_end_classify"}
+    assert all(0 < s["p50_ms"] <= s["p99_ms"] for s in figures.values()) and figures["embed_image"]["macs"] > 0
+
+    (tmp_path / "photo.jpg").write_bytes(b"not a jpeg")
+    for options, message in ((["--variant", "fp16"], "no 'fp16' model"), (["--backend", "litrt"], "unknown backend"),
+                             (["--image", str(tmp_path / "photo.jpg")], "cannot decode image")):
+        result = CliRunner().invoke(main, ["benchmark", bundle, "--runs", "3", *options])
+        assert result.exit_code == 2 and message in result.output and "p50" not in result.output, result.output
+
+
 @pytest.mark.parametrize("command, option, value", [
     ("classify", "--title", ""), ("classify", "--title", "!!! ???"), ("search", "--text", ""),
     ("search", "--text", "!!! ???"),  # no tokens: the text tower would embed padding
