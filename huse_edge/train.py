@@ -487,7 +487,8 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
     config = _tune_fusion(model, config, *predict_batches(network, eval_batches("val", 512)))
 
     metrics = evaluate_outputs(*predict_batches(network, eval_batches("test", 512)), hierarchy)
-    metrics.update({"split": "test", "catalogue": str(Path(catalogue_path).resolve()), "feature_seconds": feature_seconds})
+    metrics.update({"split": "test", "catalogue": str(Path(catalogue_path).resolve()),
+                    "feature_seconds": feature_seconds})
     for phase in phases:
         metrics.update(phase.metrics(train_size))
     metrics["total_seconds"] = time.perf_counter() - started
