@@ -20,6 +20,10 @@ class ModelDirError(ValueError):
     """A model directory that is incomplete or inconsistent."""
 
 
+class InterruptedRunError(ValueError):
+    """An interrupted training run in the output directory that the given settings cannot resume."""
+
+
 class ClusterConfigError(ValueError):
     """A distributed run without a usable cluster description (TF_CONFIG)."""
 
@@ -27,4 +31,4 @@ class ClusterConfigError(ValueError):
 USER_ERRORS: tuple[type[Exception], ...] = (BackboneError, CatalogueError, TokenizerError, CheckpointError,
                                             ImageError, BundleError, ModelDirError, BackendUnavailable, InputError,
                                             IndexFileError, AnnUnavailable, ClusterConfigError, ReferenceFileError,
-                                            ArtifactPathError, FileNotFoundError)
+                                            ArtifactPathError, InterruptedRunError, FileNotFoundError)

@@ -16,6 +16,7 @@ epoch of both phases on the validation split (mean of image-only and text-only t
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, replace
 from functools import partial
@@ -29,7 +30,8 @@ from huse_edge._tf import keras, tf
 from huse_edge.backbones import early_layer_prefixes
 from huse_edge.catalogue import Catalogue, Columns, LabelledCatalogue, Product, label, read_catalogue
 from huse_edge.distribute import is_chief, make_strategy, shard_by_data
-from huse_edge.errors import BackboneError
+from huse_edge.atomic import write_text
+from huse_edge.errors import BackboneError, InterruptedRunError
 from huse_edge.evaluate import best_fusion_weight, evaluate_outputs, format_metrics
 from huse_edge.features import cached_features, features_and_early_outputs, frozen_outputs
 from huse_edge.hierarchy import LabelHierarchy, cosine_distances
@@ -44,6 +46,7 @@ from huse_edge.tokenizer import PAD_ID, UNK_ID, Tokenizer, TokenizerSpec
 
 MODALITIES = ("image", "text", "fused")
 MONITOR = "val_towers_accuracy"
+RUN_SETTINGS = "run.json"  # in OUT/checkpoints: the settings of the run that its backups belong to
 
 
 class HuseTrainer(keras.Model):
@@ -407,6 +410,8 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
           f"weights: {model.backbone_source}" + ("" if model.feature_extractor is not None else
                                                   " (no frozen part: training from pixels)"))
     distances = cosine_distances(class_embeddings if class_embeddings is not None else hierarchy.class_embeddings())
+    check_resumable(out_dir, {**_settings(config, train_config, loss_weights, columns, tokenizer, class_embeddings),
+                              "catalogue": str(Path(catalogue_path).resolve())}, is_chief(strategy))
 
     tokens = {name: tokenizer.encode_batch(p.title for p in part.products) for name, part in splits.items()}
     finetune = train_config.finetune_epochs > 0 and model.feature_extractor is not None
@@ -493,12 +498,9 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
         metrics.update(phase.metrics(train_size))
     metrics["total_seconds"] = time.perf_counter() - started
     metrics["peak_rss_mb"] = peak_rss_mb()
-    full_config = {
-        "huse_edge_version": __version__, "model": config.to_dict(), "train": asdict(train_config),
-        "loss": loss_weights.to_dict(), "columns": columns.to_dict(),
-        "tokenizer": asdict(tokenizer.spec), "backbone_source": model.backbone_source,
-        "class_embeddings": "user matrix" if class_embeddings is not None else "hierarchy (tree distance)",
-    }
+    full_config = {"huse_edge_version": __version__,
+                   **_settings(config, train_config, loss_weights, columns, tokenizer, class_embeddings),
+                   "backbone_source": model.backbone_source}
     save_model_dir(out_dir, model.inference, full_config, hierarchy, tokenizer, distances, metrics)
     print(format_metrics(metrics))
     print(f"trained in {metrics['total_seconds'] / 60:.1f} min (features {feature_seconds:.0f} s, "
@@ -506,6 +508,42 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
                       for p in phases)
           + f"; peak memory {metrics['peak_rss_mb'] / 1024:.1f} GiB); model directory: {out_dir}")
     return metrics
+
+
+def _settings(config: HuseConfig, train_config: TrainConfig, loss_weights: LossWeights, columns: Columns,
+              tokenizer: Tokenizer, class_embeddings: np.ndarray | None) -> dict:
+    """How a model was trained: what `config.json` records, and what an interrupted run must be resumed with."""
+    return {"model": config.to_dict(), "train": asdict(train_config), "loss": loss_weights.to_dict(),
+            "columns": columns.to_dict(), "tokenizer": asdict(tokenizer.spec),
+            "class_embeddings": "user matrix" if class_embeddings is not None else "hierarchy (tree distance)"}
+
+
+def _differences(before: dict, now: dict, prefix: str = "") -> list[str]:
+    changed = []
+    for key in sorted(set(before) | set(now)):
+        old, new = before.get(key), now.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed += _differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            changed.append(f"{prefix}{key} {old!r} -> {new!r}")
+    return changed
+
+
+def check_resumable(out_dir: Path, settings: dict, chief: bool) -> None:
+    """Refuses to resume an interrupted run (its phase backups in OUT/checkpoints) with other settings: its weights
+    would not fit another network (a TensorFlow error deep in the restore), or would go on under another recipe.
+    Then records these settings for the next check."""
+    checkpoints = out_dir / "checkpoints"
+    recorded = checkpoints / RUN_SETTINGS
+    if any(checkpoints.glob("*/backup")) and recorded.is_file():
+        changed = _differences(json.loads(recorded.read_text(encoding="utf-8")), json.loads(json.dumps(settings)))
+        if changed:
+            raise InterruptedRunError(
+                f"{out_dir} holds an interrupted run with other settings ({'; '.join(changed[:4])}"
+                f"{'; ...' if len(changed) > 4 else ''}): run its command again to resume it, or start anew with "
+                f"another --out or after deleting {checkpoints}")
+    if chief:
+        write_text(recorded, json.dumps(settings, indent=2) + "\n")
 
 
 def _tune_fusion(model: HuseModel, config: HuseConfig, outputs: dict[str, np.ndarray],

@@ -173,6 +173,15 @@ def test_training_killed_mid_epoch_resumes_and_reaches_the_same_quality(slice_ca
     _train(slice_catalogue, tmp_path / "killed", cache, kill_at="Epoch 4/8")
     assert not (tmp_path / "killed" / "model.keras").exists()
     finished = len((tmp_path / "killed" / "history.csv").read_text().splitlines()) - 1  # epochs logged before the kill
+    # the command line's defaults are another recipe: its weights would not even fit their network
+    from click.testing import CliRunner
+
+    from huse_edge.cli import main
+
+    other = CliRunner().invoke(main, ["train", str(slice_catalogue), "--out", str(tmp_path / "killed"),
+                                      "--cache-dir", str(cache)])
+    assert other.exit_code == 2 and "Traceback" not in other.output, other.output
+    assert "holds an interrupted run with other settings (model.embedding_dim 64 -> 256;" in other.output
     resumed = _train(slice_catalogue, tmp_path / "killed", cache)
     first = int(next(line for line in resumed if line.startswith("Epoch ")).split()[1].split("/")[0])
     # The resumed run starts after the last backed-up epoch (the backup is written just before the CSV row), not
