@@ -159,8 +159,7 @@ def train(catalogue, out_dir, backbone, backbone_weights, image_size, trainable_
     if not (catalogue.is_file() or is_shard_dir(catalogue)):
         raise click.UsageError(GET_DATA_HINT.format(path=catalogue))
     height, width = _size(image_size)
-    import numpy as np
-
+    matrix = _matrix(class_embeddings) if class_embeddings else None
     from huse_edge.train import train as run_training
 
     model_options = {"backbone": backbone, "image_height": height, "image_width": width,
@@ -174,8 +173,19 @@ def train(catalogue, out_dir, backbone, backbone_weights, image_size, trainable_
                              keep_depthwise=keep_depthwise),
                  LossWeights(class_weight, graph_weight, gap_weight, graph_threshold, label_smoothing, fused_weight),
                  _columns(category_columns), strict,
-                 np.load(class_embeddings, allow_pickle=False) if class_embeddings else None,
+                 matrix,
                  backbone_weights, cache_dir)
+
+
+def _matrix(path: Path):
+    """A `.npy` array, without unpickling anything."""
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise click.BadParameter(f"{path}: not a .npy number array ({error})", param_hint="--class-embeddings") \
+            from None
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -5,6 +5,7 @@ from huse_edge.atomic import ArtifactPathError
 from huse_edge.bundle import BundleError
 from huse_edge.index import IndexFileError
 from huse_edge.catalogue import CatalogueError
+from huse_edge.hierarchy import ClassEmbeddingsError
 from huse_edge.reference import ReferenceFileError
 from huse_edge.tokenizer import TokenizerError
 from huse_edge.torch_checkpoint import CheckpointError
@@ -31,4 +32,5 @@ class ClusterConfigError(ValueError):
 USER_ERRORS: tuple[type[Exception], ...] = (BackboneError, CatalogueError, TokenizerError, CheckpointError,
                                             ImageError, BundleError, ModelDirError, BackendUnavailable, InputError,
                                             IndexFileError, AnnUnavailable, ClusterConfigError, ReferenceFileError,
-                                            ArtifactPathError, InterruptedRunError, FileNotFoundError)
+                                            ArtifactPathError, InterruptedRunError, ClassEmbeddingsError,
+                                            FileNotFoundError)

@@ -79,6 +79,23 @@ class LabelHierarchy:
         return cls(tuple(tuple(line.split(SEPARATOR)) for line in lines if line))
 
 
+class ClassEmbeddingsError(ValueError):
+    """A user's class-embedding matrix that cannot stand in for the hierarchy's distances."""
+
+
+def user_class_distances(embeddings: np.ndarray, classes: int) -> np.ndarray:
+    """`cosine_distances` of a user's matrix (`--class-embeddings`), checked first: one finite, non-zero row per
+    class, in labels.txt order. Unchecked, a wrong row count fails inside a training step, minutes later."""
+    if embeddings.ndim != 2 or embeddings.shape[0] != classes or not np.issubdtype(embeddings.dtype, np.number):
+        raise ClassEmbeddingsError(f"class embeddings: expected a ({classes}, dims) number matrix, one row per class "
+                                   f"in labels.txt order; got {embeddings.dtype} of shape {embeddings.shape}")
+    if not np.all(np.isfinite(embeddings)):
+        raise ClassEmbeddingsError("class embeddings: NaN or infinite values")
+    if np.any(np.linalg.norm(embeddings, axis=1) == 0):
+        raise ClassEmbeddingsError("class embeddings: an all-zero row has no direction, so no cosine distance")
+    return cosine_distances(embeddings)
+
+
 def cosine_distances(embeddings: np.ndarray) -> np.ndarray:
     """Pairwise cosine distance 1 - cos(a, b) between the rows of a class-embedding matrix."""
     embeddings = np.asarray(embeddings, dtype=np.float64)

@@ -34,7 +34,7 @@ from huse_edge.atomic import write_text
 from huse_edge.errors import BackboneError, InterruptedRunError
 from huse_edge.evaluate import best_fusion_weight, evaluate_outputs, format_metrics
 from huse_edge.features import cached_features, features_and_early_outputs, frozen_outputs
-from huse_edge.hierarchy import LabelHierarchy, cosine_distances
+from huse_edge.hierarchy import LabelHierarchy, cosine_distances, user_class_distances
 from huse_edge.loss import COMPONENTS, HuseLoss, global_values
 from huse_edge.memory import peak_rss_mb
 from huse_edge.model import OUTPUTS, HuseModel, as_output_dict, build_huse
@@ -409,9 +409,8 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
     print(f"image backbone: {config.backbone} at {config.image_height}x{config.image_width}, "
           f"weights: {model.backbone_source}" + ("" if model.feature_extractor is not None else
                                                   " (no frozen part: training from pixels)"))
-    distances = cosine_distances(class_embeddings if class_embeddings is not None else hierarchy.class_embeddings())
-    check_resumable(out_dir, {**_settings(config, train_config, loss_weights, columns, tokenizer, class_embeddings),
-                              "catalogue": str(Path(catalogue_path).resolve())}, is_chief(strategy))
+    distances = cosine_distances(hierarchy.class_embeddings()) if class_embeddings is None else \
+        user_class_distances(class_embeddings, len(hierarchy))
 
     tokens = {name: tokenizer.encode_batch(p.title for p in part.products) for name, part in splits.items()}
     finetune = train_config.finetune_epochs > 0 and model.feature_extractor is not None
@@ -423,6 +422,8 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
         early_layer_prefixes(config.backbone, train_config.finetune_from_block)
         if not is_shard_dir(catalogue_path):
             split = model.split_at(train_config.finetune_from_block)
+    check_resumable(out_dir, {**_settings(config, train_config, loss_weights, columns, tokenizer, class_embeddings),
+                              "catalogue": str(Path(catalogue_path).resolve())}, is_chief(strategy))
     feature_start = time.perf_counter()
     if is_shard_dir(catalogue_path):  # streamed: the frozen backbone runs on every step, inside the network
         files = shard_files(catalogue_path)

@@ -1,6 +1,7 @@
 import numpy as np
+import pytest
 
-from huse_edge.hierarchy import LabelHierarchy, cosine_distances
+from huse_edge.hierarchy import ClassEmbeddingsError, LabelHierarchy, cosine_distances, user_class_distances
 
 
 def test_tree_distance_formula():
@@ -20,3 +21,14 @@ def test_labels_roundtrip(tmp_path):
     h.save(tmp_path / "labels.txt")
     assert (tmp_path / "labels.txt").read_text() == "A > B > C\nA > B > D\n"
     assert LabelHierarchy.load(tmp_path / "labels.txt") == h
+
+
+def test_a_users_class_embeddings_are_checked_before_they_become_distances():
+    matrix = np.array([[1, 0], [0, 2], [1, 1]], np.float32)
+    assert np.array_equal(user_class_distances(matrix, 3), cosine_distances(matrix))
+    for wrong, message in ((matrix[:2], r"expected a \(3, dims\) number matrix"),
+                           (np.array([["a", "b"]] * 3), "number matrix"),
+                           (np.array([[1, 0], [np.nan, 1], [1, 1]]), "NaN or infinite"),
+                           (np.array([[1, 0], [0, 0], [1, 1]]), "all-zero row")):
+        with pytest.raises(ClassEmbeddingsError, match=message):
+            user_class_distances(wrong, 3)

@@ -143,9 +143,14 @@ def test_keep_depthwise_trains_the_tuned_blocks_but_their_depthwise_kernels(slic
     (["--learning-rate", "0"], "'--learning-rate': 0.0 is not in the range x>0.0"),
     (["--image-size", "16x96"], "each side must be at least 32 pixels"),
     (["--class-level", "3"], "class level 3 is outside its category path of 3 levels"),
+    (["--class-embeddings", "{tmp}/rows.npy"], "one row per class in labels.txt order; got float32 of shape (2, 4)"),
+    (["--class-embeddings", "{tmp}/objects.npy"], "not a .npy number array (Object arrays cannot be loaded"),
 ])
 def test_an_option_value_training_cannot_honour_is_a_clear_error_before_training(slice_catalogue, tmp_path,
                                                                                  options, message):
+    np.save(tmp_path / "rows.npy", np.ones((2, 4), np.float32))
+    np.save(tmp_path / "objects.npy", np.array([{"class": "Shirts"}]), allow_pickle=True)
+    options = [option.format(tmp=tmp_path) for option in options]
     result = CliRunner().invoke(main, ["train", str(slice_catalogue), "--out", str(tmp_path / "m"), *options])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
