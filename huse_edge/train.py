@@ -27,10 +27,10 @@ import numpy as np
 
 from huse_edge import __version__
 from huse_edge._tf import keras, tf
+from huse_edge.atomic import write_text
 from huse_edge.backbones import early_layer_prefixes
 from huse_edge.catalogue import Catalogue, Columns, LabelledCatalogue, Product, label, read_catalogue
 from huse_edge.distribute import is_chief, make_strategy, shard_by_data
-from huse_edge.atomic import write_text
 from huse_edge.errors import BackboneError, InterruptedRunError
 from huse_edge.evaluate import best_fusion_weight, evaluate_outputs, format_metrics
 from huse_edge.features import cached_features, features_and_early_outputs, frozen_outputs
