@@ -31,6 +31,11 @@ def ann_available() -> bool:
     return True
 
 
+def require_ann() -> None:
+    """Raises AnnUnavailable, with the install line, where FAISS is missing: before work that ends in a graph."""
+    _faiss()
+
+
 def _faiss():
     try:
         import faiss

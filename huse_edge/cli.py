@@ -412,15 +412,19 @@ def index(bundle, catalogue, out, variant, backend, rebuild, ann, shard, workers
     """Embed every product of a catalogue with the edge bundle; an existing index is updated in place (only new
     and changed products are embedded). `search` reads a directory of parts as one index."""
     from huse_edge.catalogue import read_catalogue
-    from huse_edge.index import MODALITIES
+    from huse_edge.ann import require_ann
+    from huse_edge.index import MODALITIES, check_part_count
     from huse_edge.indexer import write_index, write_index_part
 
     columns = _columns(category_columns)
+    if ann:
+        require_ann()  # before the embedding, which the graphs come after
     if shard or workers:
         if shard and workers:
             raise click.UsageError("use --shard I/N (one part here) or --workers N (every part, locally), not both")
         part = _shard(shard) if shard else None
         out.mkdir(parents=True, exist_ok=True)
+        check_part_count(out, part[1] if part else workers)
         options = (columns, variant, backend, rebuild, ann, strict)
         if part:  # this machine's part, in this process
             click.echo(write_index_part(bundle, catalogue, out, *part, *options))

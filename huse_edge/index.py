@@ -234,6 +234,14 @@ def part_name(shard: int, shards: int) -> str:
     return f"part-{shard:05d}-of-{shards:05d}.hidx"
 
 
+def check_part_count(directory: Path, shards: int) -> None:
+    """Refuses to write the parts of a `shards`-part index beside those of another count: search refuses the mix."""
+    others = sorted({int(p.stem.rsplit("-", 1)[1]) for p in directory.glob("part-*-of-*.hidx")} - {shards})
+    if others:
+        raise IndexFileError(f"{directory} holds an index in {', '.join(map(str, others))} parts: index it in as many "
+                             f"parts, or into another --out")
+
+
 def part_files(directory: Path) -> list[Path]:
     """The parts of a sharded index, all present (a missing part would silently hide its products)."""
     parts = sorted(directory.glob("part-*-of-*.hidx"))

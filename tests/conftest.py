@@ -6,6 +6,8 @@ from __future__ import annotations
 import collections
 import csv
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,28 @@ def require_catalogue() -> Path:
     if not CATALOGUE.is_file():
         pytest.skip(f"the shared catalogue is not at {CATALOGUE}")
     return CATALOGUE
+
+
+_CLI_WITHOUT = """
+import sys
+
+MISSING = sys.argv.pop(1).split(",")
+
+class NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in MISSING:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, NotInstalled())
+from huse_edge.cli import main
+main(prog_name="huse-edge")
+"""
+
+
+def cli_without(packages: tuple[str, ...], *args: str | Path) -> subprocess.CompletedProcess:
+    """`huse-edge ARGS` in a process where importing these packages fails as it does where they are not installed."""
+    return subprocess.run([sys.executable, "-c", _CLI_WITHOUT, ",".join(packages), *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
 
 
 def read_rows(path: Path) -> list[dict]:

@@ -7,35 +7,20 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 from click.testing import CliRunner
-from conftest import read_rows
+from conftest import cli_without, read_rows
 
 from huse_edge.cli import main
 from huse_edge.index import ProductIndex
 
-WITHOUT_TENSORFLOW = """
-import sys
-
-class NotInstalled:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "tf_keras", "tensorflow_model_optimization"):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-
-sys.meta_path.insert(0, NotInstalled())
-from huse_edge.cli import main
-from huse_edge.index import ProductIndex
-main(prog_name="huse-edge")
-"""
 BACKENDS = ["--backend", "litert", "--backend", "litert-reference"]
 
 
 def on_board(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW, *map(str, args)], capture_output=True,
-                          text=True, timeout=600)
+    return cli_without(("tensorflow", "tf_keras", "tensorflow_model_optimization"), *args)
 
 
 def _parity(summary: dict) -> dict:

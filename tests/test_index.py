@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import CATALOGUE, read_rows, write_catalogue
+from conftest import CATALOGUE, cli_without, read_rows, write_catalogue
 from huse_edge.cli import main
 from huse_edge.index import IndexFileError, ProductIndex
 from huse_edge.search import benchmark_search, evaluate_index
@@ -163,7 +163,20 @@ def test_parallel_index_parts_read_as_one_index(int8_bundle, slice_catalogue, sl
     assert result.exit_code == 0, result.output
     assert f"part-00001-of-00002.hidx: {sizes[1]} products; index: {sizes[1]} products kept, 0 embedded" \
         in result.output
+    # parts of another count beside these would be a mixture that search refuses: refused before any embedding
+    for option in (["--workers", "3"], ["--shard", "0/3"]):
+        result = CliRunner().invoke(main, ["index", str(int8_bundle[0]), str(slice_catalogue), "--out", str(parts),
+                                           *option])
+        assert result.exit_code == 2 and "holds an index in 2 parts" in result.output, result.output
+    assert len(list(parts.iterdir())) == 2
     # a missing part is an error, not a silently smaller index
     (parts / "part-00001-of-00002.hidx").unlink()
     with pytest.raises(IndexFileError, match="part-00001-of-00002.hidx"):
         ProductIndex.load(parts)
+
+
+def test_index_with_graphs_where_faiss_is_missing_says_so_before_embedding(int8_bundle, slice_catalogue, tmp_path):
+    result = cli_without(("faiss",), "index", int8_bundle[0], slice_catalogue, "--out", tmp_path / "x.hidx", "--ann")
+    assert result.returncode == 2 and "pip install 'huse-edge[ann]'" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and "embedding" not in result.stderr
+    assert not (tmp_path / "x.hidx").exists()
