@@ -27,7 +27,7 @@ from huse_edge.bundle import FORMAT_VERSION, MANIFEST, Bundle, sha256_of
 from huse_edge.catalogue import Product
 from huse_edge.evaluation_job import labelled_split, model_inputs
 from huse_edge.loss import HuseLoss
-from huse_edge.model_dir import ModelDir
+from huse_edge.model_dir import MODEL_FILE, ModelDir
 from huse_edge.recipe import LossWeights, QatConfig
 from huse_edge.runtime import HuseRuntime, RuntimeOptions
 from huse_edge.train import HuseTrainer, predict_outputs, training_batches
@@ -185,6 +185,7 @@ def _write_bundle(directory: Path, model_dir: ModelDir, models: dict[str, dict[s
         "vocab_size": len(model_dir.tokenizer), "embedding_dim": config.embedding_dim,
         "fusion_image_weight": config.fusion_image_weight,
         "signatures": list(SIGNATURES), "variants": variants, "source_model_dir": str(model_dir.path.resolve()),
+        "source_model_sha256": sha256_of(model_dir.path / MODEL_FILE),
         "files": {str(p.relative_to(directory)): sha256_of(p) for p in files},
     }
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

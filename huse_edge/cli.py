@@ -334,12 +334,18 @@ def verify(bundle, catalogue, model_dir, variant, split, save_reference, referen
 def _keras_reference(bundle: Bundle, model_dir: Path | None, catalogue: Path | None, split: str,
                      max_products: int | None) -> ReferenceRun:
     """The float Keras model's outputs on the split: what `verify` holds the bundle to, where TensorFlow is."""
+    from huse_edge.bundle import sha256_of
+    from huse_edge.model_dir import MODEL_FILE
     from huse_edge.verify import default_model_dir
 
     model_dir = model_dir or default_model_dir(bundle)
     if model_dir is None:
         raise click.UsageError(f"{bundle.path}: the model it was exported from is not where the bundle says; "
                                "give --model-dir")
+    source = bundle.manifest.get("source_model_sha256")  # absent from bundles exported before it was recorded
+    if source and sha256_of(Path(model_dir) / MODEL_FILE) != source:
+        raise click.UsageError(f"{model_dir} holds another model than the one {bundle.path} was exported from "
+                               "(trained again since?): export it again, or give --model-dir that model")
     try:
         from huse_edge.evaluation_job import keras_reference
     except ModuleNotFoundError as error:

@@ -56,7 +56,7 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path):
 
 
 MANIFEST_KEYS = ("format_version", "files", "variants", "num_classes", "vocab_size", "embedding_dim",
-                 "fusion_image_weight", "signatures", "parity", "source_model_dir")
+                 "fusion_image_weight", "signatures", "parity", "source_model_dir", "source_model_sha256")
 
 
 @pytest.fixture

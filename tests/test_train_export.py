@@ -157,6 +157,17 @@ def test_an_option_value_training_cannot_honour_is_a_clear_error_before_training
     assert not (tmp_path / "m").exists()
 
 
+def test_verify_refuses_a_model_directory_that_no_longer_holds_the_bundles_model(int8_bundle, trained_model,
+                                                                                tmp_path):
+    retrained = tmp_path / "model"
+    shutil.copytree(trained_model, retrained, ignore=shutil.ignore_patterns("cache", "checkpoints", "bundle", "logs"))
+    with (retrained / "model.keras").open("ab") as stream:  # another model file where the bundle's came from
+        stream.write(b"\0")
+    result = CliRunner().invoke(main, ["verify", str(int8_bundle[0]), "--model-dir", str(retrained)])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "holds another model than the one" in result.output and "export it again" in result.output
+
+
 def test_a_model_whose_training_catalogue_is_gone_asks_for_one(trained_model, int8_bundle, tmp_path):
     moved = tmp_path / "model"
     shutil.copytree(trained_model, moved, ignore=shutil.ignore_patterns("cache", "checkpoints", "bundle", "logs"))
