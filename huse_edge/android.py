@@ -28,7 +28,7 @@ from huse_edge.bundle import MANIFEST, Bundle, sha256_of
 from huse_edge.catalogue import Product
 from huse_edge.index import ProductIndex, fuse
 from huse_edge.runtime import HuseRuntime
-from huse_edge.search import check_model
+from huse_edge.search import index_for
 from huse_edge.transform import load_rgb, preprocess
 
 TOKENIZER_CASES = ("Nike Men's Air-Max 90 \u00abRunning\u00bb Shoes",
@@ -85,9 +85,7 @@ def write_assets(bundle: Bundle, variant: str, index_path: Path | None, out: str
     embedded by this variant's model, and is written as one file without HNSW graphs: the app searches the int8
     rows by brute force."""
     model = bundle.model_file(variant)
-    index = ProductIndex.load(index_path) if index_path is not None else None
-    if index is not None:
-        check_model(index, bundle, variant)
+    index = index_for(index_path, bundle, variant)
     names = ["labels.txt", "vocab.txt", "tokenizer.json", "preprocessing.json"]
     with atomic_path(out, MANIFEST) as tmp:
         tmp.mkdir(parents=True)

@@ -417,8 +417,8 @@ def classify(bundle, image, title, top_k, variant, backend, as_json):
 def index(bundle, catalogue, out, variant, backend, rebuild, ann, shard, workers, category_columns, strict):
     """Embed every product of a catalogue with the edge bundle; an existing index is updated in place (only new
     and changed products are embedded). `search` reads a directory of parts as one index."""
-    from huse_edge.catalogue import read_catalogue
     from huse_edge.ann import require_ann
+    from huse_edge.catalogue import read_catalogue
     from huse_edge.index import MODALITIES, check_part_count
     from huse_edge.indexer import write_index, write_index_part
 
@@ -585,17 +585,13 @@ def android_golden(bundle, catalogue, out, index_path, variant, split, max_produ
     from huse_edge.android import write_golden
     from huse_edge.bundle import Bundle
     from huse_edge.catalogue import read_catalogue
-    from huse_edge.index import ProductIndex
     from huse_edge.runtime import HuseRuntime, RuntimeOptions
-    from huse_edge.search import check_model
+    from huse_edge.search import index_for
 
     products = read_catalogue(catalogue, _columns(category_columns)).products
     products = [p for p in products if split == "all" or p.split == split][:max_products]
     runtime = HuseRuntime(Bundle.load(bundle), variant, RuntimeOptions("litert"))
-    index = ProductIndex.load(index_path) if index_path else None
-    if index is not None:
-        check_model(index, runtime.bundle, variant)
-    count = write_golden(runtime, products, out, index)
+    count = write_golden(runtime, products, out, index_for(index_path, runtime.bundle, variant))
     click.echo(f"wrote golden vectors of {count} products ({split} split) to {out}")
 
 

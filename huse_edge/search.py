@@ -46,6 +46,15 @@ def check_model(index: ProductIndex, bundle: Bundle, variant: str) -> None:
                              f"{bundle.path} ({variant})")
 
 
+def index_for(path: Path | None, bundle: Bundle, variant: str) -> ProductIndex | None:
+    """The index at `path` (a file or a directory of parts), refused unless this variant's model embedded it."""
+    if path is None:
+        return None
+    index = ProductIndex.load(path)
+    check_model(index, bundle, variant)
+    return index
+
+
 def hits(index: ProductIndex, scores: np.ndarray, rows: np.ndarray) -> list[dict]:
     return [{"rank": rank, "id": index.products[row].id, "title": index.products[row].title,
              "category": list(index.products[row].category), "score": round(float(score), 4)}
