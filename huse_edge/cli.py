@@ -99,6 +99,8 @@ def _columns(category_columns: str | None):
 @click.option("--trainable-blocks", type=int, default=HuseConfig.trainable_blocks, show_default=True,
               help="Top backbone blocks fine-tuned on cached features.")
 @click.option("--embedding-dim", type=click.IntRange(1), default=HuseConfig.embedding_dim, show_default=True)
+@click.option("--logit-scale", type=click.FloatRange(0.0, min_open=True), default=HuseConfig.logit_scale,
+              show_default=True, help="Constant that multiplies each unit-norm embedding before the shared layer.")
 @click.option("--epochs", type=click.IntRange(1),
               default=TrainConfig.epochs, show_default=True, help="Epochs on cached features.")
 @click.option("--batch-size", type=click.IntRange(1),
@@ -146,11 +148,11 @@ def _columns(category_columns: str | None):
               show_default=True, help="tf.distribute strategy; multi-worker reads the cluster from TF_CONFIG.")
 @click.option("--strict", is_flag=True, help="Stop at the first bad catalogue row instead of skipping it.")
 @_user_errors
-def train(catalogue, out_dir, backbone, backbone_weights, image_size, trainable_blocks, embedding_dim, epochs,
-          batch_size, learning_rate, patience, class_level, min_class_size, category_columns, class_embeddings,
-          class_weight, graph_weight, gap_weight, graph_threshold, fused_weight, label_smoothing, token_dropout,
-          weight_average, finetune_epochs, finetune_learning_rate, finetune_batch_size, finetune_from_block,
-          keep_depthwise, cache_dir, seed, strategy, strict):
+def train(catalogue, out_dir, backbone, backbone_weights, image_size, trainable_blocks, embedding_dim, logit_scale,
+          epochs, batch_size, learning_rate, patience, class_level, min_class_size, category_columns,
+          class_embeddings, class_weight, graph_weight, gap_weight, graph_threshold, fused_weight, label_smoothing,
+          token_dropout, weight_average, finetune_epochs, finetune_learning_rate, finetune_batch_size,
+          finetune_from_block, keep_depthwise, cache_dir, seed, strategy, strict):
     """Train HUSE on CATALOGUE (default: the shared Fashion Product Images catalogue), a CSV/JSONL file or a
     directory of TFRecord shards from `huse-edge data shard`."""
     from huse_edge.shards import is_shard_dir
@@ -163,7 +165,7 @@ def train(catalogue, out_dir, backbone, backbone_weights, image_size, trainable_
     from huse_edge.train import train as run_training
 
     model_options = {"backbone": backbone, "image_height": height, "image_width": width,
-                     "trainable_blocks": trainable_blocks, "embedding_dim": embedding_dim}
+                     "trainable_blocks": trainable_blocks, "embedding_dim": embedding_dim, "logit_scale": logit_scale}
     run_training(catalogue, out_dir, model_options,
                  TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
                              seed=seed, class_level=class_level, min_class_size=min_class_size,

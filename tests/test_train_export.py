@@ -26,9 +26,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_train_command_hands_every_option_to_the_recipe(slice_catalogue, trained_model, tmp_path, monkeypatch):
-    """Each recipe option of `huse-edge train` reaches the TrainConfig and LossWeights the model directory
-    records, and the options left out keep the recipe's defaults; a catalogue given by a relative path is recorded
-    as an absolute one, so evaluate, export and verify find it from any folder."""
+    """Each recipe option of `huse-edge train` reaches the HuseConfig, TrainConfig and LossWeights the model
+    directory records, and the options left out keep the recipe's defaults; a catalogue given by a relative path is
+    recorded as an absolute one, so evaluate, export and verify find it from any folder."""
     from huse_edge.recipe import LossWeights, TrainConfig
 
     chosen_train = {"epochs": 1, "batch_size": 16, "learning_rate": 2e-3, "patience": 4, "seed": 3,
@@ -44,10 +44,12 @@ def test_train_command_hands_every_option_to_the_recipe(slice_catalogue, trained
                for item in ((f"--{flags[name]}",) if value is True else (f"--{flags[name]}", str(value)))]
     monkeypatch.chdir(slice_catalogue.parent)
     result = CliRunner().invoke(main, ["train", slice_catalogue.name, "--out", str(tmp_path / "m"), "--cache-dir",
-                                       str(trained_model / "cache"), "--trainable-blocks", "1", *options])
+                                       str(trained_model / "cache"), "--trainable-blocks", "1",
+                                       "--embedding-dim", "32", "--logit-scale", "20", *options])
     assert result.exit_code == 0, result.output
     assert ModelDir.load(tmp_path / "m").training_catalogue() == slice_catalogue.resolve()
     config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert (config["model"]["embedding_dim"], config["model"]["logit_scale"]) == (32, 20.0)
     assert config["train"] == {**asdict(TrainConfig()), **chosen_train}
     assert config["loss"] == {**LossWeights().to_dict(), **chosen_loss}
 
@@ -141,6 +143,7 @@ def test_keep_depthwise_trains_the_tuned_blocks_but_their_depthwise_kernels(slic
     (["--backbone", "small_cnn", "--keep-depthwise"], "small_cnn has no ImageNet weights"),
     (["--batch-size", "0"], "'--batch-size': 0 is not in the range x>=1"),
     (["--learning-rate", "0"], "'--learning-rate': 0.0 is not in the range x>0.0"),
+    (["--logit-scale", "-1"], "'--logit-scale': -1.0 is not in the range x>0.0"),
     (["--image-size", "16x96"], "each side must be at least 32 pixels"),
     (["--class-level", "3"], "class level 3 is outside its category path of 3 levels"),
     (["--class-embeddings", "{tmp}/rows.npy"], "one row per class in labels.txt order; got float32 of shape (2, 4)"),
