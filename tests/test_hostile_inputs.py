@@ -177,11 +177,13 @@ def test_training_killed_mid_epoch_resumes_and_reaches_the_same_quality(slice_ca
     from click.testing import CliRunner
 
     from huse_edge.cli import main
+    from huse_edge.recipe import HuseConfig
 
     other = CliRunner().invoke(main, ["train", str(slice_catalogue), "--out", str(tmp_path / "killed"),
                                       "--cache-dir", str(cache)])
     assert other.exit_code == 2 and "Traceback" not in other.output, other.output
-    assert "holds an interrupted run with other settings (model.embedding_dim 64 -> 256;" in other.output
+    assert (f"holds an interrupted run with other settings (model.embedding_dim 64 -> {HuseConfig.embedding_dim};"
+            in other.output)
     resumed = _train(slice_catalogue, tmp_path / "killed", cache)
     first = int(next(line for line in resumed if line.startswith("Epoch ")).split()[1].split("/")[0])
     # The resumed run starts after the last backed-up epoch (the backup is written just before the CSV row), not
