@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import click
 
 from huse_edge.recipe import (  # the options' defaults
-    BACKBONES, FINETUNE_FROM_BLOCK, HuseConfig, LossWeights, QatConfig, TrainConfig)
+    BACKBONES, FINETUNE_FROM_BLOCK, KEEPS_DEPTHWISE, HuseConfig, LossWeights, QatConfig, TrainConfig)
 
 if TYPE_CHECKING:  # each command imports what it runs, so that `--help` and the edge commands stay light
     from huse_edge.bundle import Bundle
@@ -138,10 +138,12 @@ def _columns(category_columns: str | None):
               help="The fine-tune keeps the backbone's stem and its blocks before this one as ImageNet trained them "
                    "(0: trains them all).  [default: "
                    + ", ".join(f"{block} for {name}" for name, block in FINETUNE_FROM_BLOCK.items()) + "]")
-@click.option("--keep-depthwise", is_flag=True,
+@click.option("--keep-depthwise/--train-depthwise", default=None,
               help="Keep the backbone's depthwise kernels as ImageNet trained them, in both phases: their gradient is "
-                   "about a third of a fine-tune step on a CPU. Spend the time on --finetune-epochs 5 for a better "
-                   "image tower (benchmarks/EXPERIMENTS.md).")
+                   "about a third of a fine-tune step on a CPU, and the time saved pays for the fine-tune's epochs "
+                   "(benchmarks/EXPERIMENTS.md).  [default: "
+                   + ", ".join(f"{'kept' if name in KEEPS_DEPTHWISE else 'trained'} for {name}"
+                               for name in FINETUNE_FROM_BLOCK) + "]")
 @click.option("--cache-dir", type=click.Path(path_type=Path), help="Feature cache (default: OUT/cache).")
 @click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
 @click.option("--strategy", type=click.Choice(["none", "mirrored", "multi-worker"]), default=TrainConfig.strategy,

@@ -12,9 +12,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 
 BACKBONES = ("efficientnet_lite0", "mobilenet_v2", "vgg16", "small_cnn")
-# The fine-tune's first trained block by backbone. EfficientNet-Lite0 keeps its stages at 64x48 to 16x12 (their
-# steps cost a 4th epoch's time; benchmarks/EXPERIMENTS.md); MobileNetV2 and VGG16, not measured, keep 3 blocks.
+# The fine-tune by backbone: its first trained block, and whether the depthwise kernels keep their ImageNet values.
+# EfficientNet-Lite0 keeps its stages at 64x48 to 16x12 and its depthwise kernels, whose gradient is a third of a
+# fine-tune step on a CPU: the steps saved pay for the 4th and 5th epochs (benchmarks/EXPERIMENTS.md). MobileNetV2
+# and VGG16, not measured, keep 3 blocks and train every kernel.
 FINETUNE_FROM_BLOCK = {"efficientnet_lite0": 5, "mobilenet_v2": 3, "vgg16": 3}
+KEEPS_DEPTHWISE = frozenset({"efficientnet_lite0"})
 # What the network returns, in this order: the two universal embeddings, each tower's class logits through the shared
 # layer, and the late fusion of those logits.
 OUTPUTS = ("image_embedding", "text_embedding", "image_logits", "text_logits", "fused_probabilities")
@@ -78,23 +81,25 @@ class TrainConfig:
     token_dropout: float = 0.0  # share of title tokens replaced by [UNK] in training batches
     weight_average: float = 0.0  # momentum of the weights' moving average that is validated and kept; 0: off
     strategy: str = "none"  # "mirrored" | "multi-worker" (see `distribute`)
-    finetune_epochs: int = 4  # backbone fine-tune from pixels after the cached phase; 0: off
+    finetune_epochs: int = 5  # backbone fine-tune from pixels after the cached phase; 0: off
     finetune_learning_rate: float = 6e-4
     finetune_batch_size: int = 64  # per replica
     # the fine-tune keeps the stem and the backbone blocks before this one; None: `FINETUNE_FROM_BLOCK`'s
     finetune_from_block: int | None = None
-    # the backbone's depthwise kernels keep their ImageNet values in both phases: a fine-tune step is ~25% cheaper
-    keep_depthwise: bool = False
+    # the backbone's depthwise kernels keep their ImageNet values in both phases (a fine-tune step is ~25% cheaper);
+    # None: whether the backbone is in `KEEPS_DEPTHWISE`
+    keep_depthwise: bool | None = None
 
     @property
     def augmentation(self) -> Augmentation:
         return Augmentation(self.flip, self.token_dropout)
 
     def for_backbone(self, backbone: str) -> TrainConfig:
-        """This config with the backbone's own fine-tune start filled in, as `config.json` records it."""
-        if self.finetune_from_block is not None:
-            return self
-        return replace(self, finetune_from_block=FINETUNE_FROM_BLOCK.get(backbone, 0))
+        """This config with the backbone's own fine-tune settings filled in, as `config.json` records them."""
+        from_block = FINETUNE_FROM_BLOCK.get(backbone, 0) if self.finetune_from_block is None \
+            else self.finetune_from_block
+        keep = backbone in KEEPS_DEPTHWISE if self.keep_depthwise is None else self.keep_depthwise
+        return replace(self, finetune_from_block=from_block, keep_depthwise=keep)
 
 
 @dataclass(frozen=True)
