@@ -579,8 +579,8 @@ def finetune_network(model: HuseModel, from_block: int = 0, split: bool = False)
 
 def depthwise_kept(network_of: Callable[[HuseModel], keras.Model], keep: bool) -> Callable[[HuseModel], keras.Model]:
     """`network_of`, with the backbone's depthwise kernels kept at their ImageNet values when `keep`
-    (`TrainConfig.keep_depthwise`): oneDNN computes their gradient slowly at these small maps (a third of a fine-tune step's
-    time), and they are not where the fine-tune adapts (benchmarks/EXPERIMENTS.md)."""
+    (`TrainConfig.keep_depthwise`): oneDNN computes their gradient slowly at these small maps (a third of a fine-tune
+    step's time), and they are not where the fine-tune adapts (benchmarks/EXPERIMENTS.md)."""
     if not keep:
         return network_of
 
