@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # each command imports what it runs, so that `--help` and the
     from huse_edge.reference import ReferenceRun
 
 MIN_IMAGE_SIDE = 32
+SPLIT_CHOICE = click.Choice(["train", "val", "test", "all"])  # `catalogue.SPLITS`, or every product
 DEFAULT_CATALOGUE = Path("../shared/data/fashion-products/products.csv")
 GET_DATA_HINT = ("no catalogue at {path}. Get the public Fashion Product Images (small) catalogue with:\n"
                  "  pip install kaggle==2.2.5 six && kaggle datasets download -d "
@@ -206,7 +207,7 @@ def _size(text: str) -> tuple[int, int]:
 @main.command()
 @click.argument("model_dir", type=click.Path(exists=True, path_type=Path))
 @click.argument("catalogue", type=click.Path(exists=True, path_type=Path))
-@click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True)
+@click.option("--split", type=SPLIT_CHOICE, default="test", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @_user_errors
 def evaluate(model_dir, catalogue, split, as_json):
@@ -268,7 +269,7 @@ def export(model_dir, out, catalogue, int8, ptq, fp16, dynamic, float32, margin,
 @click.option("--model-dir", type=click.Path(exists=True, path_type=Path),
               help="The trained model the bundle came from (default: recorded in the bundle at export).")
 @click.option("--variant", default="int8", show_default=True)
-@click.option("--split", type=click.Choice(["train", "val", "test", "all"]),
+@click.option("--split", type=SPLIT_CHOICE,
               help="The products to check (default: test; with --reference, the recorded ones).")
 @click.option("--save-reference", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the float Keras model's outputs on these products here, for --reference on a "
@@ -476,7 +477,7 @@ def _shard(text: str) -> tuple[int, int]:
 @click.option("--bundle", type=click.Path(exists=True, path_type=Path),
               help="Bundle that embeds the query (default: the one that built the index).")
 @click.option("--backend", default="litert", show_default=True)
-@click.option("--eval", "evaluate_split", type=click.Choice(["train", "val", "test", "all"]),
+@click.option("--eval", "evaluate_split", type=SPLIT_CHOICE,
               help="Instead of a query: retrieval recall of the index on this split.")
 @click.option("--json", "as_json", is_flag=True)
 @_user_errors
@@ -580,7 +581,7 @@ def android_assets(bundle, index_path, variant, out):
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--index", "index_path", type=click.Path(exists=True, path_type=Path))
 @click.option("--variant", default="int8", show_default=True)
-@click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True)
+@click.option("--split", type=SPLIT_CHOICE, default="test", show_default=True)
 @click.option("--max-products", type=click.IntRange(1))
 @click.option("--category-columns", help="Comma-separated category columns, top level first.")
 @_user_errors

@@ -7,7 +7,8 @@ the text tower, a photo through the image tower, both together give a fused quer
 - instance-level Recall@K: the query product's own photo (text->image) or own title (image->text) is among the
   K nearest;
 - class-level Recall@1 (the HUSE paper's metric): the nearest product has the query's leaf category;
-for the float and the int8 gallery, and for the approximate (HNSW) search its recall@10 against brute force.
+for the float and the int8 gallery. `benchmark_search` measures the approximate (HNSW) search: its latency and its
+recall@k against brute force.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def hits(index: ProductIndex, scores: np.ndarray, rows: np.ndarray) -> list[dict
             for rank, (score, row) in enumerate(zip(scores, rows), 1) if row >= 0]
 
 
-def evaluate_index(index: ProductIndex, split: str = "test", ann_queries: int = 500) -> dict:
+def evaluate_index(index: ProductIndex, split: str = "test") -> dict:
     """Retrieval metrics on one split of the index (see the module docstring)."""
     rows = np.array([i for i, p in enumerate(index.products) if split == "all" or split_of(p.id) == split])
     if len(rows) < 2:

@@ -29,7 +29,7 @@ from huse_edge import __version__
 from huse_edge._tf import keras, tf
 from huse_edge.atomic import write_text
 from huse_edge.backbones import early_layer_prefixes
-from huse_edge.catalogue import Catalogue, Columns, LabelledCatalogue, Product, label, read_catalogue
+from huse_edge.catalogue import SPLITS, Catalogue, Columns, LabelledCatalogue, Product, label, read_catalogue
 from huse_edge.distribute import is_chief, make_strategy, shard_by_data
 from huse_edge.errors import BackboneError, InterruptedRunError
 from huse_edge.evaluate import best_fusion_weight, evaluate_outputs, format_metrics
@@ -394,7 +394,7 @@ def train(catalogue_path: str | Path, out_dir: str | Path, model_overrides: dict
     keras.utils.set_random_seed(train_config.seed)
     _, labelled = load_labelled(catalogue_path, columns, train_config, strict)
     hierarchy = labelled.hierarchy
-    splits = {name: labelled.split(name) for name in ("train", "val", "test")}
+    splits = {name: labelled.split(name) for name in SPLITS}
     for name, part in splits.items():
         if not part.products:
             raise ValueError(f"the {name} split is empty: the catalogue is too small to train on")
