@@ -120,6 +120,10 @@ def _rows(path: Path) -> Iterator[tuple[int, dict]]:
         else:
             reader = csv.DictReader(stream)
             for record in reader:
+                if None in record:  # fields beyond the header's: most often a comma in an unquoted title
+                    width = len(reader.fieldnames or ())
+                    record = {"__error__": f"{width + len(record[None])} fields where the header has {width} "
+                                           "(a comma in an unquoted value?)"}
                 yield reader.line_num, record
 
 
@@ -150,7 +154,8 @@ def read_catalogue(path: str | Path, columns: Columns = Columns(), strict: bool 
     """Reads and validates a catalogue; image paths are relative to the catalogue file's folder."""
     source = Path(path)
     if not source.is_file():
-        raise CatalogueError(f"{source}: catalogue file not found")
+        raise CatalogueError(f"{source}: " + ("a folder, not a catalogue's CSV/JSONL file" if source.is_dir()
+                                              else "catalogue file not found"))
     root = source.parent.resolve()
     products: list[Product] = []
     issues: list[RowIssue] = []
@@ -229,14 +234,21 @@ def _canonical_paths(products: list[Product], report) -> list[Product]:
 class LabelledCatalogue:
     """Products restricted to the classes that will be learnt, with their class ids."""
 
+    source: Path
     products: list[Product]
     labels: list[int]
     hierarchy: LabelHierarchy
     dropped_classes: dict[str, int]
 
     def split(self, name: str) -> "LabelledCatalogue":
-        keep = [i for i, p in enumerate(self.products) if p.split == name]
-        return LabelledCatalogue([self.products[i] for i in keep], [self.labels[i] for i in keep],
+        """The products of one split (`split_of`), or every product for "all"; refused when it has none, as nothing
+        could be trained, chosen or measured on it."""
+        keep = [i for i, p in enumerate(self.products) if name == "all" or p.split == name]
+        if not keep:
+            part = "the catalogue" if name == "all" else f"the {name} split (80/10/10 of the ids by sha1)"
+            raise CatalogueError(f"{self.source}: {part} holds no product of the {len(self.hierarchy)} classes kept "
+                                 f"({len(self.products)} products of them in all)")
+        return LabelledCatalogue(self.source, [self.products[i] for i in keep], [self.labels[i] for i in keep],
                                  self.hierarchy, self.dropped_classes)
 
 
@@ -259,10 +271,10 @@ def label(catalogue: Catalogue, class_level: int = -1, min_class_size: int = 20,
     if hierarchy is None:
         kept = {c for c, n in counts.items() if n >= min_class_size}
         if not kept:
-            raise CatalogueError(f"no class has {min_class_size} or more products")
+            raise CatalogueError(f"{catalogue.source}: no class has {min_class_size} or more products")
         hierarchy = LabelHierarchy.from_paths(kept)
     index = hierarchy.index()
     dropped = {SEPARATOR.join(c): n for c, n in sorted(counts.items()) if c not in index}
     keep = [i for i, c in enumerate(paths) if c in index]
-    return LabelledCatalogue([catalogue.products[i] for i in keep], [index[paths[i]] for i in keep],
-                             hierarchy, dropped)
+    return LabelledCatalogue(catalogue.source, [catalogue.products[i] for i in keep],
+                             [index[paths[i]] for i in keep], hierarchy, dropped)

@@ -158,9 +158,12 @@ def train(catalogue, out_dir, backbone, backbone_weights, image_size, trainable_
           finetune_from_block, keep_depthwise, cache_dir, seed, strategy, strict):
     """Train HUSE on CATALOGUE (default: the shared Fashion Product Images catalogue), a CSV/JSONL file or a
     directory of TFRecord shards from `huse-edge data shard`."""
-    from huse_edge.shards import is_shard_dir
+    from huse_edge.shards import MANIFEST, is_shard_dir
 
     catalogue = catalogue or DEFAULT_CATALOGUE
+    if catalogue.is_dir() and not is_shard_dir(catalogue):
+        raise click.UsageError(f"{catalogue} is a folder without the {MANIFEST} of `huse-edge data shard`: give "
+                               "the catalogue's CSV/JSONL file, or a folder of shards")
     if not (catalogue.is_file() or is_shard_dir(catalogue)):
         raise click.UsageError(GET_DATA_HINT.format(path=catalogue))
     height, width = _size(image_size)

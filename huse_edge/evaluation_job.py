@@ -24,7 +24,7 @@ def model_inputs(model_dir: ModelDir, products: Sequence[Product]) -> tuple[np.n
 def labelled_split(model_dir: ModelDir, catalogue: str | Path, split: str) -> LabelledCatalogue:
     train = TrainConfig(**model_dir.config["train"])
     _, labelled = load_labelled(catalogue, model_dir.columns, train, strict=False, hierarchy=model_dir.hierarchy)
-    return labelled if split == "all" else labelled.split(split)
+    return labelled.split(split)
 
 
 def evaluate_model_dir(path: str | Path, catalogue: str | Path, split: str = "test") -> dict:

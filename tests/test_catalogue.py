@@ -1,11 +1,13 @@
 """Hostile catalogue rows are reported with file, row and field, and skipped (or stop the read in strict mode)."""
 
 import os
+import re
 
 import pytest
 from PIL import Image
 
 from huse_edge.catalogue import CatalogueError, Columns, label, read_catalogue, split_of
+from huse_edge.hierarchy import LabelHierarchy
 
 from conftest import require_catalogue
 
@@ -39,7 +41,8 @@ def messy(tmp_path):
     ]
     path = tmp_path / "products.csv"
     bad_row = b"12,Bad \xff bytes,Apparel,Topwear,Shirts,images/ok1.jpg\n"
-    path.write_bytes((HEADER + "\n".join(rows) + "\n").encode() + bad_row)
+    unquoted_comma = b"13,Red, cotton shirt,Apparel,Topwear,Shirts,images/ok1.jpg\n"
+    path.write_bytes((HEADER + "\n".join(rows) + "\n").encode() + bad_row + unquoted_comma)
     return path
 
 
@@ -55,6 +58,7 @@ def test_bad_rows_are_reported_and_skipped(messy):
     assert "escapes" in reasons[10][1] and "absolute" in reasons[11][1] and "escapes" in reasons[12][1]
     assert reasons[13][0] == "category"
     assert reasons[14] == ("title", "not valid UTF-8")
+    assert reasons[15] == ("row", "7 fields where the header has 6 (a comma in an unquoted value?)")
     assert all(str(messy) in str(issue) for issue in catalogue.issues)
 
 
@@ -67,6 +71,13 @@ def test_missing_columns_named(tmp_path):
     (tmp_path / "p.csv").write_text("id,name\n1,x\n")
     with pytest.raises(CatalogueError, match="missing column"):
         read_catalogue(tmp_path / "p.csv")
+
+
+@pytest.mark.parametrize("name, reason", [("absent.csv", "catalogue file not found"),
+                                          ("", "a folder, not a catalogue's CSV/JSONL file")])
+def test_a_path_that_is_no_catalogue_file_is_named_with_what_it_is(tmp_path, name, reason):
+    with pytest.raises(CatalogueError, match=re.escape(f"{tmp_path / name}: {reason}")):
+        read_catalogue(tmp_path / name)
 
 
 def test_a_spreadsheets_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
@@ -88,6 +99,19 @@ def test_split_is_deterministic_and_balanced():
     splits = [split_of(str(i)) for i in range(20000)]
     assert splits == [split_of(str(i)) for i in range(20000)]
     assert abs(splits.count("train") / 20000 - 0.8) < 0.01 and abs(splits.count("test") / 20000 - 0.1) < 0.01
+
+
+def test_a_split_without_products_is_refused_naming_the_catalogue(tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.jpg")
+    ids = [i for i in map(str, range(200)) if split_of(i) != "test"][:30]
+    (tmp_path / "p.csv").write_text(HEADER + "".join(f"{i},Red Shirt,Apparel,Topwear,Shirts,a.jpg\n" for i in ids))
+    labelled = label(read_catalogue(tmp_path / "p.csv"))
+    assert len(labelled.split("train").products) + len(labelled.split("val").products) == 30
+    with pytest.raises(CatalogueError, match=r"p\.csv: the test split .* holds no product of the 1 classes kept"):
+        labelled.split("test")
+    unknown = label(read_catalogue(tmp_path / "p.csv"), hierarchy=LabelHierarchy.from_paths([("A", "B", "C")]))
+    with pytest.raises(CatalogueError, match=r"p\.csv: the catalogue holds no product of the 1 classes kept"):
+        unknown.split("all")
 
 
 def test_real_catalogue_inconsistent_paths_kept_and_reported():

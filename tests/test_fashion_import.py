@@ -61,3 +61,9 @@ def test_train_without_a_catalogue_prints_the_commands_that_make_one(tmp_path, m
     _publish(tmp_path / download.group(1) / "myntradataset")
     assert CliRunner().invoke(main, imported.group(1).split()).exit_code == 0
     assert len(read_catalogue(tmp_path / trained.group(1)).products) == 2
+
+
+def test_train_on_a_folder_that_holds_no_shards_says_what_it_expects(tmp_path):
+    result = CliRunner().invoke(main, ["train", str(tmp_path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"{tmp_path} is a folder without the shards.json of `huse-edge data shard`" in result.output

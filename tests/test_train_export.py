@@ -16,11 +16,14 @@ import pytest
 from click.testing import CliRunner
 
 from huse_edge.bundle import Bundle, BundleError
+from huse_edge.catalogue import split_of
 from huse_edge.cli import main
 from huse_edge.model_dir import ModelDir
 from huse_edge.runtime import BackendUnavailable, HuseRuntime, RuntimeOptions
 from huse_edge.tolerance import output_grids, step_tolerances
 from huse_edge.verify import row_cosines
+
+from conftest import read_rows, write_catalogue
 
 pytestmark = pytest.mark.slow
 
@@ -157,6 +160,18 @@ def test_an_option_value_training_cannot_honour_is_a_clear_error_before_training
     result = CliRunner().invoke(main, ["train", str(slice_catalogue), "--out", str(tmp_path / "m"), *options])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_catalogue_without_a_test_split_is_a_clear_error_for_train_and_evaluate(slice_catalogue, trained_model,
+                                                                                   tmp_path):
+    rows = [row for row in read_rows(slice_catalogue) if split_of(row["id"]) != "test"]
+    catalogue = write_catalogue(tmp_path / "catalogue", rows)
+    for command in (["train", str(catalogue), "--out", str(tmp_path / "m")],
+                    ["evaluate", str(trained_model), str(catalogue)]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert f"{catalogue}: the test split (80/10/10 of the ids by sha1) holds no product" in result.output
     assert not (tmp_path / "m").exists()
 
 
