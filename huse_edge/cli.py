@@ -426,6 +426,7 @@ def index(bundle, catalogue, out, variant, backend, rebuild, ann, shard, workers
     """Embed every product of a catalogue with the edge bundle; an existing index is updated in place (only new
     and changed products are embedded). `search` reads a directory of parts as one index."""
     from huse_edge.ann import require_ann
+    from huse_edge.atomic import check_destination
     from huse_edge.catalogue import read_catalogue
     from huse_edge.index import MODALITIES, check_part_count
     from huse_edge.indexer import write_index, write_index_part
@@ -449,6 +450,7 @@ def index(bundle, catalogue, out, variant, backend, rebuild, ann, shard, workers
             for job in jobs:
                 click.echo(job.result())
         return
+    check_destination(out)  # before the catalogue's photos are read and checked (10-13 s for the default one)
     products = read_catalogue(catalogue, columns, strict=strict)
     click.echo(products.summary())
     with click.progressbar(length=len(products.products), label="embedding", file=sys.stderr) as bar:
