@@ -14,7 +14,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, TextIO
 
 from huse_edge.hierarchy import SEPARATOR, LabelHierarchy
 from huse_edge.transform import ImageError, load_rgb
@@ -103,28 +103,48 @@ def split_of(product_id: str) -> str:
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict]]:
-    """(row number as a user sees it, record) for CSV (header = line 1) or JSONL (line numbers)."""
+    """(row number as a user sees it, record) for CSV (header = line 1) or JSONL (line numbers); a row that cannot
+    be read is a record holding only `__error__`, the reason."""
     # utf-8-sig: spreadsheet programs start a UTF-8 CSV with a byte order mark, which would become part of the
     # first column's name
     with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as stream:
         if path.suffix.lower() in (".jsonl", ".ndjson"):
-            for number, line in enumerate(stream, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    yield number, {"__error__": f"invalid JSON ({error.msg})"}
-                    continue
-                yield number, record if isinstance(record, dict) else {"__error__": "not a JSON object"}
+            yield from _jsonl_rows(stream)
         else:
-            reader = csv.DictReader(stream)
-            for record in reader:
-                if None in record:  # fields beyond the header's: most often a comma in an unquoted title
-                    width = len(reader.fieldnames or ())
-                    record = {"__error__": f"{width + len(record[None])} fields where the header has {width} "
-                                           "(a comma in an unquoted value?)"}
-                yield reader.line_num, record
+            yield from _csv_rows(stream, path)
+
+
+def _jsonl_rows(stream: TextIO) -> Iterator[tuple[int, dict]]:
+    for number, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            yield number, {"__error__": f"invalid JSON ({error.msg})"}
+            continue
+        yield number, record if isinstance(record, dict) else {"__error__": "not a JSON object"}
+
+
+def _csv_rows(stream: TextIO, path: Path) -> Iterator[tuple[int, dict]]:
+    reader = csv.DictReader(stream)
+    names = reader.fieldnames or []
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:  # the reader would keep the last of them, silently
+        raise CatalogueError(f"{path}: the header names {', '.join(twice)} more than once")
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:  # e.g. a field over the csv module's limit, as an unclosed quote makes
+            yield reader.line_num + 1, {"__error__": f"unreadable CSV ({error})"}
+            continue
+        if None in record:  # fields beyond the header's: most often a comma in an unquoted title
+            yield reader.line_num, {"__error__": f"{len(names) + len(record[None])} fields where the header has "
+                                                 f"{len(names)} (a comma in an unquoted value?)"}
+            continue
+        yield reader.line_num, record
 
 
 def _text(record: dict, column: str) -> str:
@@ -167,21 +187,30 @@ def read_catalogue(path: str | Path, columns: Columns = Columns(), strict: bool 
             raise CatalogueError(str(issue).replace(" (skipped)", "").replace(" (kept)", ""))
         issues.append(issue)
 
+    needed = [columns.id, columns.title, columns.image, *columns.category]
     header_checked = False
     for row, record in _rows(source):
         if "__error__" in record:
             report(row, "row", record["__error__"])
             continue
         if not header_checked:
-            needed = [columns.id, columns.title, columns.image, *columns.category]
             missing = [c for c in needed if c not in record]
             if missing:
                 raise CatalogueError(f"{source}: missing column(s) {', '.join(missing)}; found {', '.join(record)}")
             header_checked = True
-        values = {c: _text(record, c) for c in (columns.id, columns.title, columns.image, *columns.category)}
+        nested = [c for c in needed if isinstance(record.get(c), (list, dict))]
+        if nested:
+            report(row, nested[0], f"a JSON {'array' if isinstance(record[nested[0]], list) else 'object'} where "
+                                   "text is expected")
+            continue
+        values = {c: _text(record, c) for c in needed}
         bad_bytes = [c for c, v in values.items() if any("\udc80" <= ch <= "\udcff" for ch in v)]
         if bad_bytes:
             report(row, bad_bytes[0], "not valid UTF-8")
+            continue
+        nul = [c for c, v in values.items() if "\0" in v]
+        if nul:
+            report(row, nul[0], "holds a NUL character")
             continue
         product_id, title = values[columns.id], values[columns.title]
         if not product_id:

@@ -50,6 +50,9 @@ def import_fashion(source: str | Path, out: str | Path) -> tuple[int, list[str]]
                 continue
             record = dict(zip(SOURCE_COLUMNS, fields[: len(SOURCE_COLUMNS) - 1]))
             record["productDisplayName"] = ",".join(fields[len(SOURCE_COLUMNS) - 1:]).strip()
+            if not record["id"].isdigit():  # it names the photo: a path in it would read and write elsewhere
+                reports.append(f"{styles}:{number}: id {record['id']!r} is not a number, as the published ids are")
+                continue
             photo = source / "images" / f"{record['id']}.jpg"
             if not photo.is_file():
                 reports.append(f"{styles}:{number}: image images/{record['id']}.jpg not found")

@@ -1,5 +1,6 @@
 """Hostile catalogue rows are reported with file, row and field, and skipped (or stop the read in strict mode)."""
 
+import json
 import os
 import re
 
@@ -42,7 +43,9 @@ def messy(tmp_path):
     path = tmp_path / "products.csv"
     bad_row = b"12,Bad \xff bytes,Apparel,Topwear,Shirts,images/ok1.jpg\n"
     unquoted_comma = b"13,Red, cotton shirt,Apparel,Topwear,Shirts,images/ok1.jpg\n"
-    path.write_bytes((HEADER + "\n".join(rows) + "\n").encode() + bad_row + unquoted_comma)
+    huge_field = b"14,Huge," + b"x" * 200_000 + b",Topwear,Shirts,images/ok1.jpg\n"
+    nul = b"15,Red\0 Shirt,Apparel,Topwear,Shirts,images/ok1.jpg\n"
+    path.write_bytes((HEADER + "\n".join(rows) + "\n").encode() + bad_row + unquoted_comma + huge_field + nul)
     return path
 
 
@@ -59,6 +62,8 @@ def test_bad_rows_are_reported_and_skipped(messy):
     assert reasons[13][0] == "category"
     assert reasons[14] == ("title", "not valid UTF-8")
     assert reasons[15] == ("row", "7 fields where the header has 6 (a comma in an unquoted value?)")
+    assert reasons[16] == ("row", "unreadable CSV (field larger than field limit (131072))")
+    assert reasons[17] == ("title", "holds a NUL character")
     assert all(str(messy) in str(issue) for issue in catalogue.issues)
 
 
@@ -93,6 +98,25 @@ def test_jsonl_and_single_category_column(tmp_path):
     catalogue = read_catalogue(tmp_path / "p.jsonl", Columns(category=("cat",)))
     assert catalogue.products[0].path == ("X", "Y", "Z")
     assert catalogue.issues[0].row == 2 and "invalid JSON" in catalogue.issues[0].reason
+
+
+def test_json_values_that_are_not_text_are_reported(tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.jpg")
+    rows = [{"id": 5, "title": "Red Shirt"}, {"id": "6", "title": ["Red", "Shirt"]}, {"id": "7", "image": {"a": 1}},
+            {"id": "8", "title": None}]
+    lines = [json.dumps({"title": "T", "image": "a.jpg", "cat": "X > Y > Z", **row}) for row in rows]
+    (tmp_path / "p.jsonl").write_text("\n".join(lines) + "\n")
+    catalogue = read_catalogue(tmp_path / "p.jsonl", Columns(category=("cat",)))
+    assert [p.id for p in catalogue.products] == ["5"]
+    assert [(i.row, i.field, i.reason) for i in catalogue.issues] == [
+        (2, "title", "a JSON array where text is expected"), (3, "image", "a JSON object where text is expected"),
+        (4, "title", "empty title")]
+
+
+def test_a_header_naming_a_column_twice_is_refused(tmp_path):
+    (tmp_path / "p.csv").write_text("id,title,title,image,master_category,sub_category,article_type\n")
+    with pytest.raises(CatalogueError, match="p.csv: the header names title more than once"):
+        read_catalogue(tmp_path / "p.csv")
 
 
 def test_split_is_deterministic_and_balanced():

@@ -10,7 +10,8 @@ from huse_edge.cli import main
 
 
 def _publish(source):
-    """The published layout: styles.csv (one name with an unquoted comma, one row without its photo) + images/."""
+    """The published layout: styles.csv (one name with an unquoted comma, one row without its photo, one whose id
+    is a path to another's photo) + images/."""
     (source / "images").mkdir(parents=True)
     for pid in ("15970", "39386"):
         Image.new("RGB", (60, 80), (10, 20, 30)).save(source / "images" / f"{pid}.jpg")
@@ -18,7 +19,8 @@ def _publish(source):
         "id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName\n"
         "15970,Men,Apparel,Topwear,Shirts,Navy Blue,Fall,2011,Casual,Turtle Check Men Navy Blue Shirt\n"
         "39386,Men,Apparel,Bottomwear,Jeans,Blue,Summer,2012,Casual,Peter England Men Party, Blue Jeans\n"
-        "59263,Women,Accessories,Watches,Watches,Silver,Winter,2016,Casual,Titan Women Silver Watch\n")
+        "59263,Women,Accessories,Watches,Watches,Silver,Winter,2016,Casual,Titan Women Silver Watch\n"
+        "../images/15970,Men,Apparel,Topwear,Shirts,Navy Blue,Fall,2011,Casual,Turtle Check Men Navy Blue Shirt\n")
 
 
 @pytest.mark.parametrize("folder", ["", "myntradataset"])
@@ -28,6 +30,7 @@ def test_import_published_layout(tmp_path, folder):
     result = CliRunner().invoke(main, ["data", "import-fashion", str(tmp_path / "raw"), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "59263.jpg not found" in result.output and "2 products written" in result.output
+    assert "styles.csv:5: id '../images/15970' is not a number, as the published ids are" in result.output
     rows = list(csv.DictReader((out / "products.csv").open()))
     assert rows[1]["title"] == "Peter England Men Party, Blue Jeans"
     catalogue = read_catalogue(out / "products.csv")
