@@ -106,10 +106,12 @@ class HuseClassifierHelper(
         }
         val (outputName, outputSpec) = outputSpecs.entries.single()
         val outputBuffer = model.createOutputBuffer(outputName, signature)
-        model.run(inputBuffers, mapOf(outputName to outputBuffer), signature)
-        val values = if (outputSpec.dtype == "float32") outputBuffer.readFloat() else outputSpec.decode(outputBuffer.readInt8())
-        (inputBuffers.values + outputBuffer).forEach { it.close() }
-        return values
+        try {  // a failed run must not leak its native buffers: the user retries on the same helper
+            model.run(inputBuffers, mapOf(outputName to outputBuffer), signature)
+            return if (outputSpec.dtype == "float32") outputBuffer.readFloat() else outputSpec.decode(outputBuffer.readInt8())
+        } finally {
+            (inputBuffers.values + outputBuffer).forEach { it.close() }
+        }
     }
 
     private fun write(buffer: com.google.ai.edge.litert.TensorBuffer, spec: TensorSpec, values: FloatArray) {
