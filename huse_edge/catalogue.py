@@ -104,7 +104,7 @@ def split_of(product_id: str) -> str:
 
 def _rows(path: Path) -> Iterator[tuple[int, dict]]:
     """(row number as a user sees it, record) for CSV (header = line 1) or JSONL (line numbers); a row that cannot
-    be read is a record holding only `__error__`, the reason."""
+    be read is a record holding only `__error__`, the reason, and a CSV whose rest cannot be read is refused."""
     # utf-8-sig: spreadsheet programs start a UTF-8 CSV with a byte order mark, which would become part of the
     # first column's name
     with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as stream:
@@ -137,9 +137,9 @@ def _csv_rows(stream: TextIO, path: Path) -> Iterator[tuple[int, dict]]:
             record = next(reader)
         except StopIteration:
             return
-        except csv.Error as error:  # e.g. a field over the csv module's limit, as an unclosed quote makes
-            yield reader.line_num + 1, {"__error__": f"unreadable CSV ({error})"}
-            continue
+        except csv.Error as error:  # the reader would go on after the lines it swallowed, which nobody would know
+            raise CatalogueError(f"{path}:{reader.line_num + 1}: unreadable CSV from this row on ({error}); an "
+                                 "unclosed quote makes every later line part of one field") from None
         if None in record:  # fields beyond the header's: most often a comma in an unquoted title
             yield reader.line_num, {"__error__": f"{len(names) + len(record[None])} fields where the header has "
                                                  f"{len(names)} (a comma in an unquoted value?)"}
