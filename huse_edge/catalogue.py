@@ -132,19 +132,23 @@ def _csv_rows(stream: TextIO, path: Path) -> Iterator[tuple[int, dict]]:
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:  # the reader would keep the last of them, silently
         raise CatalogueError(f"{path}: the header names {', '.join(twice)} more than once")
+    last = reader.line_num  # the line each record ends on: a quoted value may span lines
     while True:
         try:
             record = next(reader)
         except StopIteration:
             return
         except csv.Error as error:  # the reader would go on after the lines it swallowed, which nobody would know
-            raise CatalogueError(f"{path}:{reader.line_num + 1}: unreadable CSV from this row on ({error}); an "
-                                 "unclosed quote makes every later line part of one field") from None
+            raise CatalogueError(f"{path}:{last + 1}: unreadable CSV from this row on ({error}); an unclosed quote "
+                                 "makes every later line part of one field") from None
+        first, last = last + 1, reader.line_num
         if None in record:  # fields beyond the header's: most often a comma in an unquoted title
-            yield reader.line_num, {"__error__": f"{len(names) + len(record[None])} fields where the header has "
-                                                 f"{len(names)} (a comma in an unquoted value?)"}
-            continue
-        yield reader.line_num, record
+            yield first, {"__error__": f"{len(names) + len(record[None])} fields where the header has {len(names)} "
+                                       "(a comma in an unquoted value?)"}
+        elif last > first and None in record.values():  # short of fields, over several lines
+            yield first, {"__error__": f"a quoted value runs from this row to line {last} (an unclosed quote?)"}
+        else:
+            yield first, record
 
 
 def _text(record: dict, column: str) -> str:
@@ -153,6 +157,8 @@ def _text(record: dict, column: str) -> str:
 
 
 def _resolve_image(root: Path, value: str) -> tuple[Path | None, str]:
+    if not value:
+        return None, "empty image path"
     candidate = Path(value)
     if candidate.is_absolute():
         return None, "absolute image paths are not allowed"

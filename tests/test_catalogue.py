@@ -44,7 +44,10 @@ def messy(tmp_path):
     bad_row = b"12,Bad \xff bytes,Apparel,Topwear,Shirts,images/ok1.jpg\n"
     unquoted_comma = b"13,Red, cotton shirt,Apparel,Topwear,Shirts,images/ok1.jpg\n"
     nul = b"14,Red\0 Shirt,Apparel,Topwear,Shirts,images/ok1.jpg\n"
-    path.write_bytes((HEADER + "\n".join(rows) + "\n").encode() + bad_row + unquoted_comma + nul)
+    no_photo = b"15,No photo,Apparel,Topwear,Shirts,\n"
+    unclosed_quote = b'16,"Unclosed,Apparel,Topwear,Shirts,images/ok1.jpg\n17,Swallowed,Apparel,Topwear,Shirts,x.jpg\n'
+    path.write_bytes((HEADER + "\n".join(rows) + "\n").encode() + bad_row + unquoted_comma + nul + no_photo
+                     + unclosed_quote)
     return path
 
 
@@ -62,6 +65,8 @@ def test_bad_rows_are_reported_and_skipped(messy):
     assert reasons[14] == ("title", "not valid UTF-8")
     assert reasons[15] == ("row", "7 fields where the header has 6 (a comma in an unquoted value?)")
     assert reasons[16] == ("title", "holds a NUL character")
+    assert reasons[17] == ("image", "empty image path")
+    assert reasons[18] == ("row", "a quoted value runs from this row to line 19 (an unclosed quote?)")
     assert all(str(messy) in str(issue) for issue in catalogue.issues)
 
 
