@@ -79,7 +79,8 @@ class Catalogue:
     issues: list[RowIssue] = field(default_factory=list)
 
     def split(self, name: str) -> list[Product]:
-        return [p for p in self.products if p.split == name]
+        """The products of one split (`split_of`), or every product for "all"; refused when it has none."""
+        return [self.products[i] for i in _split_rows(self.products, name, self.source, "")]
 
     def report_lines(self, limit: int = 20) -> list[str]:
         """The first `limit` row reports, indented, and how many more there are."""
@@ -278,13 +279,17 @@ class LabelledCatalogue:
     def split(self, name: str) -> "LabelledCatalogue":
         """The products of one split (`split_of`), or every product for "all"; refused when it has none, as nothing
         could be trained, chosen or measured on it."""
-        keep = [i for i, p in enumerate(self.products) if name == "all" or p.split == name]
-        if not keep:
-            part = "the catalogue" if name == "all" else f"the {name} split (80/10/10 of the ids by sha1)"
-            raise CatalogueError(f"{self.source}: {part} holds no product of the {len(self.hierarchy)} classes kept "
-                                 f"({len(self.products)} products of them in all)")
+        keep = _split_rows(self.products, name, self.source, f" of the {len(self.hierarchy)} classes kept")
         return LabelledCatalogue(self.source, [self.products[i] for i in keep], [self.labels[i] for i in keep],
                                  self.hierarchy, self.dropped_classes)
+
+
+def _split_rows(products: list[Product], name: str, source: Path, kept: str) -> list[int]:
+    rows = [i for i, p in enumerate(products) if name == "all" or p.split == name]
+    if not rows:
+        part = "the catalogue" if name == "all" else f"the {name} split (80/10/10 of the ids by sha1)"
+        raise CatalogueError(f"{source}: {part} holds no product{kept} ({len(products)} in all)")
+    return rows
 
 
 def class_path(product: Product, class_level: int) -> tuple[str, ...]:

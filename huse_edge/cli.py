@@ -598,8 +598,7 @@ def android_golden(bundle, catalogue, out, index_path, variant, split, max_produ
     from huse_edge.runtime import HuseRuntime, RuntimeOptions
     from huse_edge.search import index_for
 
-    products = read_catalogue(catalogue, _columns(category_columns)).products
-    products = [p for p in products if split == "all" or p.split == split][:max_products]
+    products = read_catalogue(catalogue, _columns(category_columns)).split(split)[:max_products]
     runtime = HuseRuntime(Bundle.load(bundle), variant, RuntimeOptions("litert"))
     count = write_golden(runtime, products, out, index_for(index_path, runtime.bundle, variant))
     click.echo(f"wrote golden vectors of {count} products ({split} split) to {out}")

@@ -142,6 +142,9 @@ def test_a_split_without_products_is_refused_naming_the_catalogue(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "a.jpg")
     ids = [i for i in map(str, range(200)) if split_of(i) != "test"][:30]
     (tmp_path / "p.csv").write_text(HEADER + "".join(f"{i},Red Shirt,Apparel,Topwear,Shirts,a.jpg\n" for i in ids))
+    with pytest.raises(CatalogueError, match=r"p\.csv: the test split \(80/10/10 of the ids by sha1\) holds no "
+                                             r"product \(30 in all\)"):
+        read_catalogue(tmp_path / "p.csv").split("test")
     labelled = label(read_catalogue(tmp_path / "p.csv"))
     assert len(labelled.split("train").products) + len(labelled.split("val").products) == 30
     with pytest.raises(CatalogueError, match=r"p\.csv: the test split .* holds no product of the 1 classes kept"):
