@@ -285,6 +285,7 @@ class LabelledCatalogue:
 
 
 def _split_rows(products: list[Product], name: str, source: Path, kept: str) -> list[int]:
+    """Positions of the products of split `name` (all for "all"); `kept` says in the refusal which products count."""
     rows = [i for i, p in enumerate(products) if name == "all" or p.split == name]
     if not rows:
         part = "the catalogue" if name == "all" else f"the {name} split (80/10/10 of the ids by sha1)"
