@@ -103,6 +103,11 @@ def split_of(product_id: str) -> str:
     return "train" if bucket < 0.8 else "val" if bucket < 0.9 else "test"
 
 
+def in_split(product_id: str, name: str) -> bool:
+    """Whether the product belongs to split `name`: one of `SPLITS`, or "all" for every product."""
+    return name == "all" or split_of(product_id) == name
+
+
 def _rows(path: Path) -> Iterator[tuple[int, dict]]:
     """(row number as a user sees it, record) for CSV (header = line 1) or JSONL (line numbers); a row that cannot
     be read is a record holding only `__error__`, the reason, and a CSV whose rest cannot be read is refused."""
@@ -286,7 +291,7 @@ class LabelledCatalogue:
 
 def _split_rows(products: list[Product], name: str, source: Path, kept: str) -> list[int]:
     """Positions of the products of split `name` (all for "all"); `kept` says in the refusal which products count."""
-    rows = [i for i, p in enumerate(products) if name == "all" or p.split == name]
+    rows = [i for i, p in enumerate(products) if in_split(p.id, name)]
     if not rows:
         part = "the catalogue" if name == "all" else f"the {name} split (80/10/10 of the ids by sha1)"
         raise CatalogueError(f"{source}: {part} holds no product{kept} ({len(products)} in all)")

@@ -20,7 +20,7 @@ import numpy as np
 
 from huse_edge.ann import recall_at_k
 from huse_edge.bundle import Bundle, sha256_of
-from huse_edge.catalogue import split_of
+from huse_edge.catalogue import in_split
 from huse_edge.evaluate import RECALL_KS, class_recall_at_k
 from huse_edge.index import IndexFileError, ProductIndex, fuse, normalise
 from huse_edge.runtime import HuseRuntime
@@ -64,7 +64,7 @@ def hits(index: ProductIndex, scores: np.ndarray, rows: np.ndarray) -> list[dict
 
 def evaluate_index(index: ProductIndex, split: str = "test") -> dict:
     """Retrieval metrics on one split of the index (see the module docstring)."""
-    rows = np.array([i for i, p in enumerate(index.products) if split == "all" or split_of(p.id) == split])
+    rows = np.array([i for i, p in enumerate(index.products) if in_split(p.id, split)])
     if len(rows) < 2:
         raise IndexFileError(f"the index holds {len(rows)} products of the {split} split; nothing to evaluate")
     leaves = [index.products[i].category[-1] for i in rows]
