@@ -32,7 +32,7 @@ from huse_edge.recipe import LossWeights, QatConfig
 from huse_edge.runtime import HuseRuntime, RuntimeOptions
 from huse_edge.train import HuseTrainer, predict_outputs, training_batches
 from huse_edge.tokenizer import __doc__ as TOKENIZER_SPEC
-from huse_edge.transform import __doc__ as TRANSFORM_SPEC
+from huse_edge.transform import SPEC_VERSION as PREPROCESSING_VERSION, __doc__ as TRANSFORM_SPEC
 
 
 class ExportRefused(RuntimeError):
@@ -165,7 +165,8 @@ def _write_bundle(directory: Path, model_dir: ModelDir, models: dict[str, dict[s
     model_dir.tokenizer.save(directory)
     preprocessing = {"height": config.image_height, "width": config.image_width, "channels": "RGB",
                      "input": "pixel values 0..255 (uint8 in int8 models, float32 otherwise), NHWC",
-                     "normalisation": "inside the model", "spec": TRANSFORM_SPEC.strip()}
+                     "normalisation": "inside the model", "version": PREPROCESSING_VERSION,
+                     "spec": TRANSFORM_SPEC.strip()}
     (directory / "preprocessing.json").write_text(json.dumps(preprocessing, indent=2) + "\n")
     variants = {}
     description = _model_description(directory, model_dir)

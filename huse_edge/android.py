@@ -8,6 +8,9 @@ Golden directory (`huse-edge android golden`), all arrays `.npy`, row i = produc
 - `raw_pixels.npy` (flat uint8) + `raw_shapes.npy` (N, 2) int32: each photo decoded by the Python side (step 1
   of `transform`), so the Kotlin resize is compared on identical input; `inputs.npy` (N, H, W, 3) uint8: the model
   input the Python side made from them;
+- `resize_raw.npy` (flat uint8) + `resize_shapes.npy` (M, 2) int32: seeded random photos from twice to twenty times
+  the input size, sizes that leave narrower last blocks in step 2 of `transform` (catalogue photos are often too
+  small to reach it), and `resize_inputs.npy` (M, H, W, 3) uint8: their model inputs;
 - `image_embeddings.npy`, `text_embeddings.npy`, `fused_embeddings.npy` (N, D) float32 and
   `fused_probabilities.npy` (N, K) float32: the Python runtime's outputs (LiteRT, the bundle's variant);
 - with an index: `search_queries.npy` (Q, D) and `search_expected.json` (per query the top-10 rows and scores of
@@ -37,6 +40,8 @@ TOKENIZER_CASES = ("Nike Men's Air-Max 90 \u00abRunning\u00bb Shoes",
                    "   ", "a" * 40 + " b", "one two three four five six seven eight nine ten eleven twelve "
                    "thirteen fourteen fifteen sixteen seventeen", "Tshirt\tJeans\nBelt", "\U0001F600 smile 42")
 SEARCH_QUERIES = 50
+# (rows, columns) of the resize cases, in multiples of the input's height and width plus pixels
+RESIZE_CASES = (((2, 0), (2, 0)), ((8, -5), (7, 3)), ((2, 1), (20, -1)), ((1, 64), (10, 0)))
 GOLDEN_MARKER = "tokenizer_cases.jsonl"  # the file only a golden directory holds
 
 
@@ -68,6 +73,7 @@ def write_golden(runtime: HuseRuntime, products: Sequence[Product], out: str | P
         arrays.update(tokens=tokens.astype(np.int32), inputs=inputs,
                       raw_pixels=np.concatenate([r.ravel() for r in raw]),
                       raw_shapes=np.array([r.shape[:2] for r in raw], dtype=np.int32))
+        arrays.update(_resize_cases(bundle.image_height, bundle.image_width))
         if index is not None:
             queries = arrays["text_embeddings"][:SEARCH_QUERIES]
             scores, rows = index.nearest(queries, "image", 10, "int8", "brute")
@@ -77,6 +83,17 @@ def write_golden(runtime: HuseRuntime, products: Sequence[Product], out: str | P
         for name, array in arrays.items():
             np.save(tmp / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
     return len(products)
+
+
+def _resize_cases(height: int, width: int) -> dict[str, np.ndarray]:
+    """`RESIZE_CASES` as seeded random photos and the model inputs `preprocess` makes of them."""
+    rng = np.random.default_rng(0)
+    shapes = [(rows * height + extra_rows, columns * width + extra_columns)
+              for (rows, extra_rows), (columns, extra_columns) in RESIZE_CASES]
+    raw = [rng.integers(0, 256, (*shape, 3), dtype=np.uint8) for shape in shapes]
+    return {"resize_raw": np.concatenate([r.ravel() for r in raw]),
+            "resize_shapes": np.array(shapes, dtype=np.int32),
+            "resize_inputs": np.stack([preprocess(r, height, width) for r in raw])}
 
 
 def write_assets(bundle: Bundle, variant: str, index_path: Path | None, out: str | Path) -> list[str]:

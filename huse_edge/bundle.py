@@ -6,7 +6,7 @@ A directory holding
   `classify_product` (image + tokens -> fused probabilities), plus each signature as its own file under
   `<variant>/` for runtimes without signature support;
 - `labels.txt` (class id = line number, full hierarchy path), `vocab.txt` + `tokenizer.json` (see `tokenizer`),
-  `preprocessing.json` (input size and the resize/colour spec of `transform`);
+  `preprocessing.json` (input size, and the version and text of the resize/colour spec of `transform`);
 - `manifest.json`: format version, the sha256 of every other file, versions used, and the parity measured at
   export time.
 Loading checks the format version and every hash before anything is run. Nothing in a bundle is executed
@@ -22,6 +22,7 @@ from pathlib import Path
 
 from huse_edge.hierarchy import LabelHierarchy
 from huse_edge.tokenizer import Tokenizer, TokenizerError
+from huse_edge.transform import SPEC_VERSION as PREPROCESSING_VERSION
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -120,8 +121,13 @@ class Bundle:
             tokenizer = Tokenizer.load(path)
             preprocessing = json.loads((path / "preprocessing.json").read_text(encoding="utf-8"))
             height, width = int(preprocessing["height"]), int(preprocessing["width"])
+            # bundles exported before the spec had a version follow version 1, which version 2 extends
+            preprocessing_version = int(preprocessing.get("version", 1))
         except (OSError, ValueError, KeyError, TokenizerError) as error:
             raise BundleError(f"{path}: incomplete bundle ({error})") from None
+        if preprocessing_version > PREPROCESSING_VERSION:
+            raise BundleError(f"{path}: preprocessing spec version {preprocessing_version}; this huse-edge implements "
+                              f"{PREPROCESSING_VERSION}")
         if manifest.get("num_classes") != len(hierarchy) or manifest.get("vocab_size") != len(tokenizer):
             raise BundleError(f"{path}: labels.txt/vocab.txt do not match the manifest "
                               f"({len(hierarchy)} classes, {len(tokenizer)} tokens)")

@@ -2,7 +2,8 @@
 cached on disk as a float16 .npy (memory-mapped on reuse).
 
 The cache key hashes everything that changes the features, including each image file's size and modification
-time, so editing a photo, changing the input size or the number of fine-tuned blocks computes a new cache.
+time, so editing a photo, changing the input size, the number of fine-tuned blocks or the preprocessing spec's
+version computes a new cache.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from huse_edge.atomic import atomic_path
 from huse_edge.catalogue import Product
 from huse_edge.model import HuseModel, SplitViews
 from huse_edge.pixels import pixel_batches
+from huse_edge.transform import SPEC_VERSION as PREPROCESSING_VERSION
 
 # Forward passes only, so not the fine-tune's batch: 128 photos a call amortise `predict_on_batch`'s own cost (the
 # mirrored training photos took 1.3 ms each instead of 1.8-2.0 in batches of 64 on 4,096 real photos, Intel Xeon
@@ -51,6 +53,7 @@ def cache_key(model: HuseModel, products: Sequence[Product]) -> str:
     digest = hashlib.sha256(json.dumps({
         "backbone": config.backbone, "source": model.backbone_source, "size": [config.image_height, config.image_width],
         "trainable_blocks": config.trainable_blocks, "shape": list(model.feature_extractor.output_shape[1:]),
+        "preprocessing": PREPROCESSING_VERSION,
         "weights": _weights_digest(model.feature_extractor),
         # graph execution (predict_on_batch); eager calls round 0.8% of the float16 features the other way
         "execution": "graph",

@@ -20,7 +20,7 @@ from PIL import Image
 
 from huse_edge.bundle import MANIFEST, Bundle, BundleError, sha256_of
 from huse_edge.runtime import BackendUnavailable, HuseRuntime, InputError, RuntimeOptions
-from huse_edge.transform import ImageError, load_rgb
+from huse_edge.transform import SPEC_VERSION as PREPROCESSING_VERSION, ImageError, load_rgb
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
@@ -103,6 +103,20 @@ def test_garbage_model_with_a_matching_hash_is_refused_not_run(fresh_bundle, jun
     (copy / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(BackendUnavailable, match="cannot load"):
         HuseRuntime(Bundle.load(copy), "int8")
+
+
+def test_a_newer_preprocessing_spec_is_refused(fresh_bundle):
+    """A bundle whose photos must be prepared in a way this huse-edge does not know, re-signed so its hashes pass."""
+    copy = fresh_bundle()
+    spec = json.loads((copy / "preprocessing.json").read_text())
+    assert spec["version"] == PREPROCESSING_VERSION
+    spec["version"] = PREPROCESSING_VERSION + 1
+    (copy / "preprocessing.json").write_text(json.dumps(spec))
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest["files"]["preprocessing.json"] = sha256_of(copy / "preprocessing.json")
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=f"preprocessing spec version {PREPROCESSING_VERSION + 1}"):
+        Bundle.load(copy)
 
 
 def test_an_absent_runtime_is_reported_with_what_installs_it(int8_bundle, monkeypatch):

@@ -62,6 +62,9 @@ class HuseBundle private constructor(
                 throw FormatException("labels.txt/vocab.txt do not match the manifest (${labels.size} classes, ${tokenizer.size} tokens)")
             }
             val preprocessing = Json.obj(Json.parse(File(directory, "preprocessing.json").readText()), "preprocessing.json")
+            // bundles exported before the spec had a version follow version 1, which version 2 extends
+            val spec = (preprocessing["version"] as? Double)?.toInt() ?: 1
+            if (spec > ImagePreprocessor.SPEC_VERSION) throw FormatException("$directory: preprocessing spec version $spec, this app implements ${ImagePreprocessor.SPEC_VERSION}")
             val preprocessor = ImagePreprocessor((preprocessing["height"] as Double).toInt(), (preprocessing["width"] as Double).toInt())
             return HuseBundle(directory, manifest, labels, tokenizer, preprocessor)
         }

@@ -29,10 +29,13 @@ object Golden {
         return values.copyOfRange(i * width, (i + 1) * width)
     }
 
-    /** Each product's photo as the Python side decoded it: (height, width, RGB bytes). */
-    fun rawImages(): List<Triple<Int, Int, ByteArray>> {
-        val pixels = npy("raw_pixels").uint8()
-        val shapes = npy("raw_shapes").int32()
+    /**
+     * Photos as (height, width, RGB bytes): each product's photo as the Python side decoded it (`raw`), or the
+     * synthetic large photos of the resize cases (`resize_raw`).
+     */
+    fun rawImages(pixelsName: String = "raw_pixels", shapesName: String = "raw_shapes"): List<Triple<Int, Int, ByteArray>> {
+        val pixels = npy(pixelsName).uint8()
+        val shapes = npy(shapesName).int32()
         var offset = 0
         return (0 until shapes.size / 2).map {
             val (h, w) = Pair(shapes[2 * it], shapes[2 * it + 1])

@@ -35,6 +35,18 @@ class HuseBundleTest {
         assertFails("bundle format version 99") { HuseBundle.load(copy) }
     }
 
+    @Test
+    fun refusesANewerPreprocessingSpec() {
+        val copy = copyOf(Golden.bundleDir())
+        val preprocessing = File(copy, "preprocessing.json")
+        val signed = HuseBundle.sha256(preprocessing)
+        val spec = ImagePreprocessor.SPEC_VERSION
+        preprocessing.writeText(preprocessing.readText().replace("\"version\": $spec", "\"version\": ${spec + 1}"))
+        val manifest = File(copy, "manifest.json")
+        manifest.writeText(manifest.readText().replace(signed, HuseBundle.sha256(preprocessing)))
+        assertFails("preprocessing spec version ${spec + 1}") { HuseBundle.load(copy) }
+    }
+
     private fun copyOf(source: File): File {
         val target = temporary.newFolder("bundle")
         source.copyRecursively(target, overwrite = true)
