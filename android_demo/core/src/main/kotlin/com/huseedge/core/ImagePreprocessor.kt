@@ -22,11 +22,13 @@ class ImagePreprocessor(val height: Int, val width: Int) {
     /** Step 2: the mean of each `factor` x `factor` block, the last row and column of blocks narrower. */
     private fun reduce(rgb: ByteArray, inHeight: Int, inWidth: Int, factor: Int, outHeight: Int, outWidth: Int): FloatArray {
         val sums = IntArray(outHeight * outWidth * 3)
+        val blockOfColumn = IntArray(inWidth) { (it / factor) * 3 }
         for (y in 0 until inHeight) {
             val row = (y / factor) * outWidth * 3
+            val pixel = y * inWidth * 3
             for (x in 0 until inWidth) {
-                val block = row + (x / factor) * 3
-                for (c in 0 until 3) sums[block + c] += rgb[(y * inWidth + x) * 3 + c].toInt() and 0xFF
+                val block = row + blockOfColumn[x]
+                for (c in 0 until 3) sums[block + c] += rgb[pixel + x * 3 + c].toInt() and 0xFF
             }
         }
         val out = FloatArray(sums.size)
