@@ -2,7 +2,9 @@
 
 File format (`.hidx`, version 1) - an uncompressed zip, readable by any zip library and numpy-free readers:
 - `index.json`: `{"format": "huse-index", "format_version": 1, "count": N, "dim": D, "modalities": [...],
-  "bundle": {"path", "variant", "model_sha256"}, "fusion_image_weight": w, "huse_edge_version"}`;
+  "bundle": {"path", "variant", "model_sha256", "preprocessing"}, "fusion_image_weight": w, "huse_edge_version"}`
+  (`preprocessing`: the version of `transform`'s spec that prepared the photos; an update with another version
+  embeds every product again);
 - `products.jsonl`: line i describes row i: `{"id", "title", "category": [top, ..., leaf], "image",
   "fingerprint"}` (fingerprint: sha256 of title, category path and image bytes; it decides what to re-embed);
 - per modality (`image`, `text`, `fused`): `<modality>.f32.npy` (N, D) float32 unit vectors (the model's

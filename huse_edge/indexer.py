@@ -21,6 +21,7 @@ from huse_edge.catalogue import Columns, Product, read_catalogue
 from huse_edge.index import (MODALITIES, IndexedProduct, IndexFileError, ProductIndex, fingerprint, fuse, normalise,
                              part_name, shard_of)
 from huse_edge.runtime import HuseRuntime, RuntimeOptions
+from huse_edge.transform import SPEC_VERSION as PREPROCESSING_VERSION
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,11 @@ class SyncReport:
 
 
 def bundle_identity(runtime: HuseRuntime) -> dict:
-    """What an index's embeddings depend on: the exact model file that produced them."""
+    """What an index's embeddings depend on: the exact model file that produced them, and the version of the
+    preprocessing spec that prepared the photos for it."""
     model = runtime.bundle.model_file(runtime.variant)
-    return {"path": str(runtime.bundle.path.resolve()), "variant": runtime.variant, "model_sha256": sha256_of(model)}
+    return {"path": str(runtime.bundle.path.resolve()), "variant": runtime.variant, "model_sha256": sha256_of(model),
+            "preprocessing": PREPROCESSING_VERSION}
 
 
 def embed_products(runtime: HuseRuntime, products: Sequence[Product], batch_size: int = 64,
@@ -61,13 +64,16 @@ def embed_products(runtime: HuseRuntime, products: Sequence[Product], batch_size
 
 def sync_index(runtime: HuseRuntime, products: Sequence[Product], existing: ProductIndex | None = None,
                progress: Callable[[int], None] | None = None) -> tuple[ProductIndex, SyncReport]:
-    """An index of exactly `products`, reusing the rows of `existing` whose fingerprint has not changed."""
+    """An index of exactly `products`, reusing the rows of `existing` whose fingerprint has not changed (none when
+    another version of the preprocessing spec prepared its photos)."""
     start = time.perf_counter()
     identity = bundle_identity(runtime)
     if existing is not None and existing.bundle.get("model_sha256") != identity["model_sha256"]:
         raise IndexFileError("the index was built with another model "
                              f"({existing.bundle.get('path')}, {existing.bundle.get('variant')}); "
                              "rebuild it (--rebuild) to search with this bundle")
+    if existing is not None and existing.bundle.get("preprocessing", 1) != PREPROCESSING_VERSION:
+        existing = None  # its photos were prepared another way (indexes without the key predate version 2)
     entries = [IndexedProduct(p.id, p.title, tuple(p.path), str(p.image), fingerprint(p.title, p.path, p.image))
                for p in products]
     current = {e.id: e for e in entries}

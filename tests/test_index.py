@@ -15,6 +15,7 @@ from conftest import CATALOGUE, cli_without, read_rows, write_catalogue
 from huse_edge.cli import main
 from huse_edge.index import IndexFileError, ProductIndex
 from huse_edge.search import benchmark_search, evaluate_index
+from huse_edge.transform import SPEC_VERSION as PREPROCESSING_VERSION
 
 pytestmark = pytest.mark.slow
 
@@ -87,6 +88,19 @@ def test_update_embeds_only_new_and_changed_products(slice_index, int8_bundle, s
         np.testing.assert_array_equal(after.embeddings[modality][:5], before.embeddings[modality][5:10])
         np.testing.assert_allclose(after.embeddings[modality], fresh.embeddings[modality], atol=1e-6)
     assert after.products[5].title.endswith("limited edition")
+
+
+def test_an_index_of_another_preprocessing_spec_is_embedded_again_on_update(slice_index, int8_bundle,
+                                                                             slice_catalogue, tmp_path):
+    """Its image rows came from photos prepared another way (an index from before the spec had versions)."""
+    old = ProductIndex.load(slice_index)
+    old.bundle.pop("preprocessing")
+    old.save(tmp_path / "old.hidx")
+    result = CliRunner().invoke(main, ["index", str(int8_bundle[0]), str(slice_catalogue), "--out",
+                                       str(tmp_path / "old.hidx")])
+    assert result.exit_code == 0, result.output
+    assert f"0 products kept, {len(old)} embedded, 0 removed" in result.output
+    assert ProductIndex.load(tmp_path / "old.hidx").bundle["preprocessing"] == PREPROCESSING_VERSION
 
 
 def test_int8_index_ranks_like_the_float_index(slice_index):
