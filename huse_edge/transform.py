@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-SPEC_VERSION = 2
+SPEC_VERSION = 2  # of the specification above; a bundle's preprocessing.json records it
 # Refuse decompression bombs before decoding: 40 megapixels is far above any product photo.
 MAX_PIXELS = 40_000_000
 
@@ -68,11 +68,6 @@ def _axis_weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, 
     return arrays
 
 
-def reduction_factor(in_height: int, in_width: int, height: int, width: int) -> int:
-    """Step 2's k: the block size a photo is averaged over before the resize (below 2: none)."""
-    return min(in_height // height, in_width // width)
-
-
 def reduce_blocks(pixels: np.ndarray, factor: int) -> np.ndarray:
     """Step 2: the float32 mean of each `factor` x `factor` block of uint8 pixels, the last blocks narrower where
     the size is not a multiple. Summed a band of rows at a time, so a camera photo is never copied whole."""
@@ -104,7 +99,7 @@ def resize_bilinear(source: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def resize(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     """Steps 2 to 4 of the specification: uint8 RGB pixels of any size to the (height, width, 3) model input."""
-    factor = reduction_factor(pixels.shape[0], pixels.shape[1], height, width)
+    factor = min(pixels.shape[0] // height, pixels.shape[1] // width)  # step 2's k
     source = reduce_blocks(pixels, factor) if factor >= 2 else pixels.astype(np.float32)
     return resize_bilinear(source, height, width)
 
