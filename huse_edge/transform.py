@@ -71,12 +71,11 @@ def _axis_weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, 
 def reduce_blocks(pixels: np.ndarray, factor: int) -> np.ndarray:
     """Step 2: the float32 mean of each `factor` x `factor` block of uint8 pixels, the last blocks narrower where
     the size is not a multiple. Summed a band of rows at a time, so a camera photo is never copied whole."""
-    rows = np.stack([pixels[start: start + factor].sum(axis=0, dtype=np.uint32)
-                     for start in range(0, pixels.shape[0], factor)])
-    sums = np.add.reduceat(rows, np.arange(0, pixels.shape[1], factor), axis=1)
-    row_counts = np.minimum(factor, pixels.shape[0] - np.arange(0, pixels.shape[0], factor))
-    column_counts = np.minimum(factor, pixels.shape[1] - np.arange(0, pixels.shape[1], factor))
-    counts = np.outer(row_counts, column_counts).astype(np.float32)
+    row_starts, column_starts = np.arange(0, pixels.shape[0], factor), np.arange(0, pixels.shape[1], factor)
+    rows = np.stack([pixels[start: start + factor].sum(axis=0, dtype=np.uint32) for start in row_starts])
+    sums = np.add.reduceat(rows, column_starts, axis=1)
+    counts = np.outer(np.minimum(factor, pixels.shape[0] - row_starts),
+                      np.minimum(factor, pixels.shape[1] - column_starts)).astype(np.float32)
     return sums.astype(np.float32) / counts[:, :, None]
 
 
