@@ -136,7 +136,8 @@ def build_backbone(name: str, trainable_blocks: int = 0, weights: str | Path | N
                    use_pretrained: bool = True) -> BackboneParts:
     if name == "efficientnet_lite0":
         if not 0 <= trainable_blocks <= NUM_BLOCKS:
-            raise BackboneError(f"trainable_blocks must be in 0..{NUM_BLOCKS}")
+            raise BackboneError(f"{name} has {NUM_BLOCKS} blocks; cannot train the top {trainable_blocks} on cached "
+                                "features")
         return _efficientnet(trainable_blocks, weights, use_pretrained)
     if name in ("mobilenet_v2", "vgg16"):
         return _keras_application(name, weights, use_pretrained)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from click.core import ParameterSource
 
 from huse_edge.recipe import (  # the options' defaults
     BACKBONES, FINETUNE_FROM_BLOCK, KEEPS_DEPTHWISE, HuseConfig, LossWeights, QatConfig, TrainConfig)
@@ -97,8 +98,9 @@ def _columns(category_columns: str | None):
               help="Pretrained weights file (EfficientNet-Lite0: a PyTorch state dict; Keras apps: .h5).")
 @click.option("--image-size", default=f"{HuseConfig.image_height}x{HuseConfig.image_width}", show_default=True,
               help="Model input HEIGHTxWIDTH.")
-@click.option("--trainable-blocks", type=int, default=HuseConfig.trainable_blocks, show_default=True,
-              help="Top backbone blocks fine-tuned on cached features.")
+@click.option("--trainable-blocks", type=click.IntRange(0), default=HuseConfig.trainable_blocks, show_default=True,
+              help="Top EfficientNet-Lite0 blocks trained in the cached phase (the other backbones have no such "
+                   "blocks: frozen whole with ImageNet weights, trained whole without).")
 @click.option("--embedding-dim", type=click.IntRange(1), default=HuseConfig.embedding_dim, show_default=True)
 @click.option("--logit-scale", type=click.FloatRange(0.0, min_open=True), default=HuseConfig.logit_scale,
               show_default=True, help="Constant that multiplies each unit-norm embedding before the shared layer.")
@@ -166,6 +168,10 @@ def train(catalogue, out_dir, backbone, backbone_weights, image_size, trainable_
                                "the catalogue's CSV/JSONL file, or a folder of shards")
     if not (catalogue.is_file() or is_shard_dir(catalogue)):
         raise click.UsageError(GET_DATA_HINT.format(path=catalogue))
+    if backbone != "efficientnet_lite0" and \
+            click.get_current_context().get_parameter_source("trainable_blocks") == ParameterSource.COMMANDLINE:
+        raise click.BadParameter(f"applies to efficientnet_lite0 only: {backbone} has no top blocks trained on cached "
+                                 "features", param_hint="--trainable-blocks")
     height, width = _size(image_size)
     matrix = _matrix(class_embeddings) if class_embeddings else None
     from huse_edge.train import train as run_training

@@ -143,6 +143,8 @@ def test_train_depthwise_moves_the_depthwise_kernels_of_the_tuned_blocks(slice_c
 
 @pytest.mark.parametrize("options, message", [
     (["--finetune-from-block", "17"], "efficientnet_lite0 has 16 blocks"),
+    (["--trainable-blocks", "17"], "efficientnet_lite0 has 16 blocks; cannot train the top 17"),
+    (["--backbone", "mobilenet_v2", "--trainable-blocks", "3"], "applies to efficientnet_lite0 only"),
     (["--backbone", "small_cnn", "--keep-depthwise"], "small_cnn has no ImageNet weights"),
     (["--batch-size", "0"], "'--batch-size': 0 is not in the range x>=1"),
     (["--learning-rate", "0"], "'--learning-rate': 0.0 is not in the range x>0.0"),
