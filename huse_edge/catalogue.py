@@ -182,8 +182,11 @@ def _resolve_image(root: Path, value: str) -> tuple[Path | None, str]:
     return resolved, ""
 
 
-def read_catalogue(path: str | Path, columns: Columns = Columns(), strict: bool = False) -> Catalogue:
-    """Reads and validates a catalogue; image paths are relative to the catalogue file's folder."""
+def read_catalogue(path: str | Path, columns: Columns = Columns(), strict: bool = False,
+                   labels_required: bool = True) -> Catalogue:
+    """Reads and validates a catalogue; image paths are relative to the catalogue file's folder. Without
+    `labels_required` (products to classify), the category columns may be absent or empty: such a product gets the
+    empty path, and a partly filled path is reported and kept empty."""
     source = Path(path)
     if not source.is_file():
         raise CatalogueError(f"{source}: " + ("a folder, not a catalogue's CSV/JSONL file" if source.is_dir()
@@ -201,12 +204,15 @@ def read_catalogue(path: str | Path, columns: Columns = Columns(), strict: bool 
 
     needed = [columns.id, columns.title, columns.image, *columns.category]
     header_checked = False
+    labelled = True
     for row, record in _rows(source):
         if "__error__" in record:
             report(row, "row", record["__error__"])
             continue
         if not header_checked:
             missing = [c for c in needed if c not in record]
+            if not labels_required and missing and set(missing) <= set(columns.category):
+                labelled, needed, missing = False, needed[:3], []
             if missing:
                 raise CatalogueError(f"{source}: missing column(s) {', '.join(missing)}; found {', '.join(record)}")
             header_checked = True
@@ -234,13 +240,19 @@ def read_catalogue(path: str | Path, columns: Columns = Columns(), strict: bool 
         if not title:
             report(row, columns.title, "empty title")
             continue
-        if len(columns.category) == 1:
+        if not labelled:
+            category = ()
+        elif len(columns.category) == 1:
             category = tuple(p.strip() for p in values[columns.category[0]].split(columns.category_separator))
         else:
             category = tuple(values[c] for c in columns.category)
         if not all(category):
-            report(row, "category", f"incomplete category path {SEPARATOR.join(category)!r}")
-            continue
+            if labels_required or any(category):
+                report(row, "category", f"incomplete category path {SEPARATOR.join(category)!r}"
+                       + ("" if labels_required else "; classified as unlabelled"), skipped=labels_required)
+                if labels_required:
+                    continue
+            category = ()
         image, reason = _resolve_image(root, values[columns.image])
         if image is None:
             report(row, columns.image, reason)
@@ -257,11 +269,12 @@ def _canonical_paths(products: list[Product], report) -> list[Product]:
     """Puts every leaf under its most common parent path; reports rows that disagreed."""
     parents: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for p in products:
-        parents[p.path[-1]][p.path[:-1]] += 1
+        if p.path:
+            parents[p.path[-1]][p.path[:-1]] += 1
     canonical = {leaf: counts.most_common(1)[0][0] for leaf, counts in parents.items()}
     fixed = []
     for p in products:
-        parent = canonical[p.path[-1]]
+        parent = canonical[p.path[-1]] if p.path else ()
         if p.path[:-1] != parent:
             report(p.row, "category", f"{p.path[-1]!r} under {SEPARATOR.join(p.path[:-1])!r}, "
                                       f"usually under {SEPARATOR.join(parent)!r}; using the usual path",

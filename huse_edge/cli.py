@@ -24,6 +24,7 @@ from huse_edge.recipe import (  # the options' defaults
 if TYPE_CHECKING:  # each command imports what it runs, so that `--help` and the edge commands stay light
     from huse_edge.bundle import Bundle
     from huse_edge.reference import ReferenceRun
+    from huse_edge.runtime import HuseRuntime
 
 MIN_IMAGE_SIDE = 32
 SPLIT_CHOICE = click.Choice(["train", "val", "test", "all"])  # `catalogue.SPLITS`, or every product
@@ -387,18 +388,40 @@ def _text_with_tokens(context: click.Context, parameter: click.Parameter, text: 
 @click.option("--title", callback=_text_with_tokens)
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
               help="At most this many classes; those of probability 0 (below an int8 output's 1/256) are not listed.")
+@click.option("--catalogue", type=click.Path(exists=True, path_type=Path),
+              help="Classify every product of this catalogue (its category columns may be absent or empty) into "
+                   "--out, and list the categories the model disputes.")
+@click.option("--out", type=click.Path(path_type=Path), help="With --catalogue: the predictions' CSV file.")
+@click.option("--split", type=SPLIT_CHOICE, default="all", show_default=True,
+              help="With --catalogue: its products of this split only.")
+@click.option("--category-columns", help="With --catalogue: comma-separated category columns, top level first.")
+@click.option("--strict", is_flag=True, help="With --catalogue: stop at the first bad row instead of skipping it.")
 @click.option("--variant", default="int8", show_default=True)
 @click.option("--backend", default="litert", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @_user_errors
-def classify(bundle, image, title, top_k, variant, backend, as_json):
-    """Top-k classes of a product from its photo and/or title, on the edge bundle."""
+def classify(bundle, image, title, top_k, catalogue, out, split, category_columns, strict, variant, backend,
+             as_json):
+    """Top-k classes of a product from its photo and/or title, or of every product of a catalogue, on the edge
+    bundle."""
     from huse_edge.bundle import Bundle
     from huse_edge.runtime import HuseRuntime, RuntimeOptions
 
-    if image is None and title is None:
-        raise click.UsageError("give --image, --title or both")
+    context = click.get_current_context()
+    if catalogue is not None:
+        if image is not None or title is not None:
+            raise click.UsageError("give --catalogue, or --image and/or --title, not both")
+        if out is None:
+            raise click.UsageError("--catalogue needs --out, the predictions' CSV file")
+    elif image is None and title is None:
+        raise click.UsageError("give --image, --title or both, or --catalogue")
+    elif any(context.get_parameter_source(name) == ParameterSource.COMMANDLINE
+             for name in ("out", "split", "category_columns", "strict")):
+        raise click.UsageError("--out, --split, --category-columns and --strict go with --catalogue")
     runtime = HuseRuntime(Bundle.load(bundle), variant, RuntimeOptions(backend))
+    if catalogue is not None:
+        _classify_catalogue(runtime, catalogue, out, split, _columns(category_columns), strict, top_k, as_json)
+        return
     if image is not None and title is not None:
         probabilities = runtime.classify_product([image], [title])
     elif image is not None:
@@ -411,6 +434,27 @@ def classify(bundle, image, title, top_k, variant, backend, as_json):
         return
     for rank, entry in enumerate(top, start=1):
         click.echo(f"{rank}. {' > '.join(entry['path'])}  {entry['score']:.4f}")
+
+
+def _classify_catalogue(runtime: HuseRuntime, catalogue: Path, out: Path, split: str, columns, strict: bool,
+                        top_k: int, as_json: bool) -> None:
+    from huse_edge.atomic import check_destination
+    from huse_edge.catalogue import read_catalogue
+    from huse_edge.predictions import classify_catalogue, summary, summary_lines, write_predictions
+
+    check_destination(out)  # before the catalogue's photos are read and checked
+    with _progress_on_stderr(as_json):
+        read = read_catalogue(catalogue, columns, strict=strict, labels_required=False)
+        click.echo("\n".join([read.summary(), *read.report_lines()]))
+        products = read.split(split)
+        with click.progressbar(length=len(products), label="classifying", file=sys.stderr) as bar:
+            predictions = classify_catalogue(runtime, products, top_k, progress=bar.update)
+        write_predictions(predictions, out, top_k)
+    report = summary(predictions)
+    if as_json:
+        click.echo(json.dumps({**report, "out": str(out)}, indent=2))
+        return
+    click.echo("\n".join([*summary_lines(report, len(runtime.bundle.hierarchy)), f"wrote {out}"]))
 
 
 @main.command()
