@@ -11,6 +11,7 @@ from conftest import cli_without, read_rows, write_catalogue
 
 from huse_edge.catalogue import split_of
 from huse_edge.cli import main
+from huse_edge.predictions import model_class
 
 CATEGORY = ("master_category", "sub_category", "article_type")
 
@@ -119,3 +120,12 @@ def test_a_catalogue_run_refuses_single_product_options_and_a_folder_as_its_file
     result = CliRunner().invoke(main, ["classify", str(bundle), "--title", "red shirt", "--split", "test"])
     assert result.exit_code == 2 and "go with --catalogue" in result.output, result.output
     assert (folder / "keep.txt").read_text() == "mine" and not (tmp_path / "p.csv").exists()
+
+
+def test_a_category_names_the_class_at_the_level_the_model_was_trained_at():
+    classes = {("Apparel", "Topwear"): 0, ("Footwear",): 1, ("Apparel", "Topwear", "Tshirts"): 2}
+    assert model_class(("Apparel", "Topwear", "Tshirts"), classes) == 2
+    assert model_class(("Apparel", "Topwear", "Shirts"), classes) == 0
+    assert model_class(("Footwear", "Shoes", "Heels"), classes) == 1
+    assert model_class(("Accessories", "Watches", "Watches"), classes) is None
+    assert model_class((), classes) is None
