@@ -2,8 +2,8 @@
 and the catalogue's labels the model disputes.
 
 A catalogue's owner wants two things from it: categories for products that have none yet, and a review list for
-the ones that have: a product whose label the model confidently rejects is, on this catalogue, as often a label of
-another convention as a model error (README, "Where the remaining errors are"), so those rows are the first to check.
+the ones that have: the categories the model rejects most confidently are, on the shared catalogue, mostly labelling
+slips (README, "Classifying a catalogue"), so the list starts with them.
 """
 
 from __future__ import annotations
