@@ -501,7 +501,7 @@ def index(bundle, catalogue, out, variant, backend, rebuild, ann, shard, workers
                 click.echo(job.result())
         return
     check_destination(out)  # before the catalogue's photos are read and checked (10-13 s for the default one)
-    products = read_catalogue(catalogue, columns, strict=strict)
+    products = read_catalogue(catalogue, columns, strict=strict, labels_required=False)
     click.echo(products.summary())
     with click.progressbar(length=len(products.products), label="embedding", file=sys.stderr) as bar:
         built, report = write_index(bundle, products.products, out, variant, backend, rebuild, ann, bar.update)

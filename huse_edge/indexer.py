@@ -116,7 +116,8 @@ def write_index_part(bundle: str | Path, catalogue: str | Path, out_dir: Path, s
     """One indexing process: its part of the catalogue into `out_dir/part-I-of-N.hidx`; returns its report."""
     if not 0 <= shard < shards:
         raise ValueError(f"shard {shard} is not in 0..{shards - 1}")
-    products = [p for p in read_catalogue(catalogue, columns, strict).products if shard_of(p.id, shards) == shard]
+    products = [p for p in read_catalogue(catalogue, columns, strict, labels_required=False).products
+                if shard_of(p.id, shards) == shard]
     out = out_dir / part_name(shard, shards)
     built, report = write_index(bundle, products, out, variant, backend, rebuild, ann)
     return f"{out.name}: {len(built)} products; {report}"

@@ -3,7 +3,8 @@
 Queries are embedded by the same bundle (model file checked by sha256) that built the index: a title goes through
 the text tower, a photo through the image tower, both together give a fused query.
 
-`evaluate_index` measures, on one split of the indexed products (queries and gallery both from that split):
+`evaluate_index` measures, on one split of the indexed products that have a category (queries and gallery both
+from those):
 - instance-level Recall@K: the query product's own photo (text->image) or own title (image->text) is among the
   K nearest;
 - class-level Recall@1 (the HUSE paper's metric): the nearest product has the query's leaf category;
@@ -64,9 +65,10 @@ def hits(index: ProductIndex, scores: np.ndarray, rows: np.ndarray) -> list[dict
 
 def evaluate_index(index: ProductIndex, split: str = "test") -> dict:
     """Retrieval metrics on one split of the index (see the module docstring)."""
-    rows = np.array([i for i, p in enumerate(index.products) if in_split(p.id, split)])
+    rows = np.array([i for i, p in enumerate(index.products) if in_split(p.id, split) and p.category])
     if len(rows) < 2:
-        raise IndexFileError(f"the index holds {len(rows)} products of the {split} split; nothing to evaluate")
+        raise IndexFileError(f"the index holds {len(rows)} products with a category in the {split} split; nothing "
+                             "to evaluate")
     leaves = [index.products[i].category[-1] for i in rows]
     classes = np.unique(leaves, return_inverse=True)[1]
     own = np.arange(len(rows))

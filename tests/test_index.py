@@ -103,6 +103,37 @@ def test_an_index_of_another_preprocessing_spec_is_embedded_again_on_update(slic
     assert ProductIndex.load(tmp_path / "old.hidx").bundle["preprocessing"] == PREPROCESSING_VERSION
 
 
+def test_products_without_a_category_are_indexed_and_searched_but_not_evaluated(slice_index, int8_bundle,
+                                                                               slice_catalogue, tmp_path):
+    rows = read_rows(slice_catalogue)
+    bare = [dict(r, master_category="", sub_category="", article_type="") for r in rows[:5]]
+    out = tmp_path / "new.hidx"
+    out.write_bytes(slice_index.read_bytes())
+    result = CliRunner().invoke(main, ["index", str(int8_bundle[0]), str(write_catalogue(tmp_path / "new",
+                                                                                         bare + rows[5:])),
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"{len(rows) - 5} products kept, 5 embedded, 0 removed" in result.output  # the category is fingerprinted
+    index, before = ProductIndex.load(out), ProductIndex.load(slice_index)
+    assert [p.category for p in index.products[:5]] == [()] * 5 and index.products[5].category
+    for modality in ("image", "text", "fused"):
+        np.testing.assert_array_equal(index.embeddings[modality], before.embeddings[modality])
+    found = CliRunner().invoke(main, ["search", str(out), "--image", str(slice_catalogue.parent / rows[0]["image"]),
+                                      "--bundle", str(int8_bundle[0]), "--top-k", "1", "--json"])
+    assert found.exit_code == 0, found.output
+    assert [(h["id"], h["category"]) for h in json.loads(found.stdout)] == [(rows[0]["id"], [])]
+    assert evaluate_index(index, split="all")["products"] == len(rows) - 5
+
+    columnless = [{k: v for k, v in r.items() if k not in ("master_category", "sub_category", "article_type")}
+                  for r in rows[:6]]
+    result = CliRunner().invoke(main, ["index", str(int8_bundle[0]), str(write_catalogue(tmp_path / "bare",
+                                                                                         columnless)),
+                                       "--out", str(tmp_path / "bare.hidx")])
+    assert result.exit_code == 0, result.output
+    with pytest.raises(IndexFileError, match="0 products with a category in the all split"):
+        evaluate_index(ProductIndex.load(tmp_path / "bare.hidx"), split="all")
+
+
 def test_int8_index_ranks_like_the_float_index(slice_index):
     """Per-row int8 rounding moves a score by at most sum_j |q_j| * scale_row / 2, so wherever float's best product
     leads the runner-up by more than twice that bound, the int8 index must return the same best product."""

@@ -49,7 +49,7 @@ class MainActivity : AppCompatActivity(), HuseClassifierHelper.Listener {
     override fun onResults(result: HuseClassifierHelper.Result) = runOnUiThread {
         binding.latency.text = getString(R.string.latency, result.accelerator, result.inferenceMs)
         binding.categories.text = result.categories.joinToString("\n") { "%.3f  %s".format(it.score, it.path.joinToString(" > ")) }
-        binding.similar.text = result.similar.joinToString("\n") { "%.3f  %s  [%s]".format(it.score, it.product.title, it.product.category.last()) }
+        binding.similar.text = result.similar.joinToString("\n") { "%.3f  %s  [%s]".format(it.score, it.product.title, it.product.category.lastOrNull() ?: "no category") }
     }
 
     override fun onError(message: String) = runOnUiThread { Toast.makeText(this, message, Toast.LENGTH_LONG).show() }
