@@ -64,9 +64,9 @@ def disputed(predictions: Sequence[Prediction]) -> list[Prediction]:
     return sorted(wrong, key=lambda p: (p.label_probability, -p.top[0]["score"], p.product.row))
 
 
-def predictions_csv(predictions: Sequence[Prediction], top_k: int) -> str:
-    """One row per product in catalogue order: id, title, category, whether the top prediction agrees with it
-    (empty without a category the model learnt), the category's probability, then the k best classes."""
+def write_predictions(predictions: Sequence[Prediction], path: str | Path, top_k: int) -> None:
+    """A CSV with one row per product in catalogue order: id, title, category, whether the top prediction agrees
+    with it (empty without a category the model learnt), the category's probability, then the k best classes."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["id", "title", "category", "agrees", "category_probability",
@@ -77,11 +77,7 @@ def predictions_csv(predictions: Sequence[Prediction], top_k: int) -> str:
                          "" if p.agrees is None else "yes" if p.agrees else "no",
                          "" if p.label_probability is None else f"{p.label_probability:.4f}",
                          *ranked, *[""] * (2 * top_k - len(ranked))])
-    return out.getvalue()
-
-
-def write_predictions(predictions: Sequence[Prediction], path: str | Path, top_k: int) -> None:
-    write_text(path, predictions_csv(predictions, top_k))
+    write_text(path, out.getvalue())
 
 
 def summary(predictions: Sequence[Prediction], shown: int = 10) -> dict:
