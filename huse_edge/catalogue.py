@@ -202,7 +202,8 @@ def read_catalogue(path: str | Path, columns: Columns = Columns(), strict: bool 
             raise CatalogueError(str(issue).replace(" (skipped)", "").replace(" (kept)", ""))
         issues.append(issue)
 
-    needed = [columns.id, columns.title, columns.image, *columns.category]
+    product_columns = [columns.id, columns.title, columns.image]
+    needed = [*product_columns, *columns.category]
     header_checked = False
     labelled = True
     for row, record in _rows(source):
@@ -212,7 +213,7 @@ def read_catalogue(path: str | Path, columns: Columns = Columns(), strict: bool 
         if not header_checked:
             missing = [c for c in needed if c not in record]
             if not labels_required and missing and set(missing) <= set(columns.category):
-                labelled, needed, missing = False, needed[:3], []
+                labelled, needed, missing = False, product_columns, []
             if missing:
                 raise CatalogueError(f"{source}: missing column(s) {', '.join(missing)}; found {', '.join(record)}")
             header_checked = True
@@ -250,8 +251,8 @@ def read_catalogue(path: str | Path, columns: Columns = Columns(), strict: bool 
             if labels_required or any(category):
                 report(row, "category", f"incomplete category path {SEPARATOR.join(category)!r}"
                        + ("" if labels_required else "; classified as unlabelled"), skipped=labels_required)
-                if labels_required:
-                    continue
+            if labels_required:
+                continue
             category = ()
         image, reason = _resolve_image(root, values[columns.image])
         if image is None:

@@ -71,6 +71,12 @@ def _user_errors(function):
     return wrapper
 
 
+def _on_command_line(*names: str) -> bool:
+    """Whether any of these parameters was given on the command line rather than left at its default."""
+    context = click.get_current_context()
+    return any(context.get_parameter_source(name) == ParameterSource.COMMANDLINE for name in names)
+
+
 def _progress_on_stderr(active: bool = True) -> contextlib.AbstractContextManager:
     """What a command prints on its way to a JSON result (catalogue reports, export progress) goes to stderr, so
     that stdout holds the JSON document alone: `huse-edge verify BUNDLE --json | jq` parses."""
@@ -169,8 +175,7 @@ def train(catalogue, out_dir, backbone, backbone_weights, image_size, trainable_
                                "the catalogue's CSV/JSONL file, or a folder of shards")
     if not (catalogue.is_file() or is_shard_dir(catalogue)):
         raise click.UsageError(GET_DATA_HINT.format(path=catalogue))
-    if backbone != "efficientnet_lite0" and \
-            click.get_current_context().get_parameter_source("trainable_blocks") == ParameterSource.COMMANDLINE:
+    if backbone != "efficientnet_lite0" and _on_command_line("trainable_blocks"):
         raise click.BadParameter(f"applies to efficientnet_lite0 only: {backbone} has no top blocks trained on cached "
                                  "features", param_hint="--trainable-blocks")
     height, width = _size(image_size)
@@ -407,7 +412,6 @@ def classify(bundle, image, title, top_k, catalogue, out, split, category_column
     from huse_edge.bundle import Bundle
     from huse_edge.runtime import HuseRuntime, RuntimeOptions
 
-    context = click.get_current_context()
     if catalogue is not None:
         if image is not None or title is not None:
             raise click.UsageError("give --catalogue, or --image and/or --title, not both")
@@ -415,8 +419,7 @@ def classify(bundle, image, title, top_k, catalogue, out, split, category_column
             raise click.UsageError("--catalogue needs --out, the predictions' CSV file")
     elif image is None and title is None:
         raise click.UsageError("give --image, --title or both, or --catalogue")
-    elif any(context.get_parameter_source(name) == ParameterSource.COMMANDLINE
-             for name in ("out", "split", "category_columns", "strict")):
+    elif _on_command_line("out", "split", "category_columns", "strict"):
         raise click.UsageError("--out, --split, --category-columns and --strict go with --catalogue")
     runtime = HuseRuntime(Bundle.load(bundle), variant, RuntimeOptions(backend))
     if catalogue is not None:
