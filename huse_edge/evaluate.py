@@ -8,6 +8,10 @@ Class-level Recall@K (the HUSE paper's retrieval metric): a query counts as a hi
 nearest neighbours (cosine) in the gallery has the query's class. Image->text and text->image search the other
 modality of the whole split; image->image and text->text search the same modality without the query itself.
 Instance-level Recall@K (cross-modal only): the query product's own title/photo is among its K nearest.
+
+Calibration of the fused probability, which is what a catalogue's owner thresholds to decide which predictions to
+review: the expected calibration error over 15 equal-width confidence bins (Guo et al. 2017), and the share and
+top-1 of the predictions made at probability >= `CONFIDENT` 0.9.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from huse_edge.hierarchy import LabelHierarchy
 from huse_edge.index import normalise
 
 RECALL_KS = (1, 5, 10)
+CONFIDENT = 0.9
+CALIBRATION_BINS = 15
 _QUERY_CHUNK = 1024
 
 
@@ -45,6 +51,19 @@ def class_recall_at_k(queries: np.ndarray, gallery: np.ndarray, query_labels: np
         for k in ks:
             hits[k] += int(np.sum(np.any(same[:, :k], axis=1)))
     return {k: hits[k] / len(queries) for k in ks}
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray,
+                               bins: int = CALIBRATION_BINS) -> float:
+    """The mean gap between each prediction's probability and how often predictions of that probability are right,
+    over equal-width bins weighted by their products: 0 when a prediction made at probability p is right a share p
+    of the time, so that a threshold on the probability means what it says."""
+    confidence = probabilities.max(axis=1)
+    correct = np.argmax(probabilities, axis=1) == labels
+    bin_of = np.minimum((confidence * bins).astype(int), bins - 1)
+    gaps = [np.sum(bin_of == b) * abs(np.mean(correct[bin_of == b]) - np.mean(confidence[bin_of == b]))
+            for b in np.unique(bin_of)]
+    return float(np.sum(gaps) / len(labels))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -75,6 +94,12 @@ def evaluate_outputs(outputs: dict[str, np.ndarray], labels: np.ndarray, hierarc
         for level in range(hierarchy.depth):
             ids = hierarchy.level_ids(level)
             metrics[f"{name}_level{level}_top1"] = float(np.mean(ids[predicted] == ids[labels]))
+    fused = outputs["fused_probabilities"]
+    confident = fused.max(axis=1) >= CONFIDENT
+    metrics["fused_ece"] = expected_calibration_error(fused, labels)
+    metrics["fused_confident_share"] = float(np.mean(confident))
+    metrics["fused_confident_top1"] = (top_k_accuracy(fused[confident], labels[confident], 1) if confident.any()
+                                       else None)
     image = normalise(outputs["image_embedding"])  # cosine: quantised models' outputs are only nearly unit length
     text = normalise(outputs["text_embedding"])
     directions = {"image_to_text": (image, text, False), "text_to_image": (text, image, False),
@@ -97,6 +122,7 @@ def format_metrics(metrics: dict) -> str:
     for name in ("image", "text", "fused"):
         levels = "".join(f"{metrics[f'{name}_level{i}_top1']:>11.4f}" for i in range(_levels(metrics)))
         lines.append(f"{name:<8}{metrics[f'{name}_top1']:>8.4f}{metrics[f'{name}_top5']:>8.4f}{levels}")
+    lines.append(_calibration_line(metrics))
     lines.append(f"{'retrieval (class-level)':<24}" + "".join(f"{'R@' + str(k):>8}" for k in RECALL_KS))
     for direction in ("image_to_text", "text_to_image", "image_to_image", "text_to_text"):
         lines.append(f"{direction:<24}" + "".join(f"{metrics[f'{direction}_R@{k}']:>8.4f}" for k in RECALL_KS))
@@ -111,3 +137,10 @@ def format_metrics(metrics: dict) -> str:
 
 def _levels(metrics: dict) -> int:
     return sum(1 for key in metrics if key.startswith("fused_level") and key.endswith("_top1"))
+
+
+def _calibration_line(metrics: dict) -> str:
+    confident = metrics["fused_confident_top1"]
+    return (f"fused calibration: ECE {metrics['fused_ece']:.4f}; probability >= {CONFIDENT} for "
+            f"{100 * metrics['fused_confident_share']:.1f}% of products"
+            + ("" if confident is None else f", of which {100 * confident:.2f}% right"))

@@ -34,6 +34,8 @@ DEFAULT_BACKENDS = (RuntimeOptions("litert"), RuntimeOptions("litert", xnnpack=F
                     RuntimeOptions("litert-compiled"), RuntimeOptions("litert-compiled", accelerator="gpu"),
                     RuntimeOptions("tflite-runtime"), RuntimeOptions("tf-lite"))
 EMBEDDINGS = ("image_embedding", "text_embedding")
+# the metrics each backend reports beside the float model's (fused_ece: is a threshold on probability still valid?)
+HEADLINE_METRICS = ("fused_top1", "image_top1", "text_top1", "text_to_image_R@1", "image_to_text_R@1", "fused_ece")
 # output name -> (signature file whose output grid measures it, Keras output it is compared with)
 GRIDS = {"image_embedding": "embed_image", "text_embedding": "embed_text", "image_probabilities": "classify",
          "text_probabilities": "classify", "fused_probabilities": "classify_product"}
@@ -121,8 +123,7 @@ def compare(outputs: dict, reference: dict, float_metrics: dict, labels: np.ndar
             grids: dict[str, list[float]]) -> dict:
     """Accuracy, agreement, cosine and step differences of one backend against the float Keras model."""
     metrics = metrics_of(outputs, labels, hierarchy)
-    result = {key: metrics[key] for key in ("fused_top1", "image_top1", "text_top1", "text_to_image_R@1",
-                                            "image_to_text_R@1")}
+    result = {key: metrics[key] for key in HEADLINE_METRICS}
     result["agreement_with_float"] = float(np.mean(np.argmax(outputs["fused_probabilities"], 1)
                                                    == np.argmax(reference["fused_probabilities"], 1)))
     for kind in ("fused", "image", "text"):
@@ -215,8 +216,7 @@ def format_result(result: VerifyResult) -> str:
 def summary(result: VerifyResult) -> dict:
     """JSON-ready figures (no arrays)."""
     return {"variant": result.variant, "split": result.split, "products": int(len(result.labels)),
-            "passed": result.passed, "float": {k: result.float_metrics[k] for k in ("fused_top1", "image_top1",
-                                                                                   "text_top1", "text_to_image_R@1")},
+            "passed": result.passed, "float": {k: result.float_metrics[k] for k in HEADLINE_METRICS},
             "backends": [{"backend": b.label, "status": b.status, "reason": b.reason, **b.metrics}
                          for b in result.backends]}
 
