@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 from huse_edge.atomic import write_text
 from huse_edge.catalogue import Product
+from huse_edge.evaluate import CONFIDENT
 from huse_edge.hierarchy import SEPARATOR
 from huse_edge.pixels import pixel_batches
 from huse_edge.runtime import HuseRuntime
@@ -84,6 +85,7 @@ def summary(predictions: Sequence[Prediction], shown: int = 10) -> dict:
     """Counts, agreement with the catalogue's labels, and the `shown` most confident disputes."""
     labelled = [p for p in predictions if p.label is not None]
     agreeing = sum(bool(p.agrees) for p in labelled)
+    confident = [p for p in labelled if p.top[0]["score"] >= CONFIDENT]
     return {
         "products": len(predictions),
         "labelled": len(labelled),
@@ -91,6 +93,9 @@ def summary(predictions: Sequence[Prediction], shown: int = 10) -> dict:
         "unknown_category": sum(bool(p.product.path) and p.label is None for p in predictions),
         "agreeing": agreeing,
         "agreement": agreeing / len(labelled) if labelled else None,
+        "confident": sum(p.top[0]["score"] >= CONFIDENT for p in predictions),
+        "confident_labelled": len(confident),
+        "confident_agreeing": sum(bool(p.agrees) for p in confident),
         "disputed": [{"id": p.product.id, "title": p.product.title, "category": list(p.product.path),
                       "category_probability": p.label_probability, "prediction": p.top[0]["path"],
                       "probability": p.top[0]["score"]} for p in disputed(predictions)[:shown]],
@@ -101,12 +106,22 @@ def summary_lines(report: dict, classes: int) -> list[str]:
     lines = [f"{report['products']} products classified; {report['labelled']} with a category among the model's "
              f"{classes} classes, {report['unknown_category']} with another category, {report['unlabelled']} "
              "without one"]
+    lines.append(f"{report['confident']} predicted at probability >= {CONFIDENT}, "
+                 f"{report['products'] - report['confident']} below it: check those before using their predictions")
     if report["labelled"]:
         lines.append(f"the top prediction agrees with {report['agreeing']} of the {report['labelled']} categories "
-                     f"({100 * report['agreement']:.2f}%)")
+                     f"({100 * report['agreement']:.2f}%)" + _agreement_by_confidence(report))
     if report["disputed"]:
         lines.append(f"disputed categories, least probable first ({len(report['disputed'])} of "
                      f"{report['labelled'] - report['agreeing']} shown):")
         lines += [f"  {d['id']} {d['title']!r}: {SEPARATOR.join(d['category'])} ({d['category_probability']:.4f}), "
                   f"predicted {SEPARATOR.join(d['prediction'])} ({d['probability']:.4f})" for d in report["disputed"]]
     return lines
+
+
+def _agreement_by_confidence(report: dict) -> str:
+    """Agreement of the predictions made at probability >= CONFIDENT and of the others: where the review pays."""
+    above = (report["confident_agreeing"], report["confident_labelled"])
+    below = (report["agreeing"] - above[0], report["labelled"] - above[1])
+    return "".join(f"; {agreeing} of {total} ({100 * agreeing / total:.2f}%) {where} {CONFIDENT}"
+                   for (agreeing, total), where in ((above, "at probability >="), (below, "below")) if total)

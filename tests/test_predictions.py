@@ -55,6 +55,9 @@ def test_a_catalogues_predictions_are_what_verify_and_single_classification_give
         assert _predicted(row) == expected
         assert row["category"] == " > ".join(product[c] for c in CATEGORY)
         assert row["agrees"] == ("yes" if expected[0][0] == row["category"] else "no")
+    confident = [row for row in rows if float(row["probability_1"]) >= 0.9]  # int8: k/256, never 0.9 itself
+    assert (report["confident"], report["confident_labelled"]) == (len(confident), len(confident))
+    assert report["confident_agreeing"] == sum(row["agrees"] == "yes" for row in confident)
     disputed = [row for row in rows if row["agrees"] == "no"]
     assert len(disputed) == report["labelled"] - report["agreeing"]
     assert [d["id"] for d in report["disputed"]] == [row["id"] for row in sorted(
@@ -75,6 +78,7 @@ def test_products_without_a_category_are_classified_and_bad_rows_named(int8_bund
     report = _classify(bundle, bare, tmp_path / "bare.csv")
     assert (report["products"], report["labelled"], report["unlabelled"]) == (12, 0, 12)
     assert labelled["labelled"] == 12 and report["disputed"] == []
+    assert report["confident"] == labelled["confident"] and report["confident_labelled"] == 0
     assert [_predicted(r) for r in _rows(tmp_path / "bare.csv")] == \
         [_predicted(r) for r in _rows(tmp_path / "labelled.csv")]
     assert {r["agrees"] for r in _rows(tmp_path / "bare.csv")} == {""}
