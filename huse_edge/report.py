@@ -98,9 +98,9 @@ def render(result: VerifyResult) -> str:
     ran = [b for b in result.backends if b.status != "unavailable"]
     status_rows = "".join(
         f'<tr><td style="text-align:left">{html.escape(b.label)}</td><td class="{b.status}">{b.status}</td>'
-        + (f"<td>{b.metrics['fused_top1']:.4f}</td><td>{b.metrics['agreement_with_float']:.4f}</td>"
-           f"<td>{b.metrics['image_embedding_cosine_p1']:.4f}</td><td>{b.metrics['latency_p50_ms']:.2f}</td>"
-           if b.metrics else "<td></td>" * 4)
+        + (f"<td>{b.metrics['fused_top1']:.4f}</td><td>{b.metrics['fused_ece']:.4f}</td>"
+           f"<td>{b.metrics['agreement_with_float']:.4f}</td><td>{b.metrics['image_embedding_cosine_p1']:.4f}</td>"
+           f"<td>{b.metrics['latency_p50_ms']:.2f}</td>" if b.metrics else "<td></td>" * 5)
         + f'<td style="text-align:left">{html.escape(b.reason)}</td></tr>' for b in result.backends)
     chart = _accuracy_chart([("keras float", result.float_metrics)] + [(b.label, b.metrics) for b in ran])
     predictions = {"keras float": np.argmax(result.float_outputs["fused_probabilities"], 1)}
@@ -112,8 +112,9 @@ def render(result: VerifyResult) -> str:
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>huse-edge verify: {verdict}</title>"
             f"<style>{STYLE}</style></head><body><h1>huse-edge verify — {result.variant}: "
             f"<span class='{verdict.lower()}'>{verdict}</span></h1><p>{len(result.labels)} products of the "
-            f"{html.escape(result.split)} split. Float Keras fused top-1 {result.float_metrics['fused_top1']:.4f}."
-            f"</p><table><tr><th>backend</th><th>status</th><th>fused top-1</th><th>agreement</th>"
+            f"{html.escape(result.split)} split. Float Keras fused top-1 {result.float_metrics['fused_top1']:.4f}, "
+            f"calibration error {result.float_metrics['fused_ece']:.4f}.</p><table><tr><th>backend</th>"
+            f"<th>status</th><th>fused top-1</th><th>fused ECE</th><th>agreement</th>"
             f"<th>image cos p1</th><th>p50 ms</th><th>reason</th></tr>{status_rows}</table>"
             f"<h2>Accuracy per backend</h2>{chart}<h2>Fused top-1 agreement</h2>{_agreement_matrix(predictions)}"
             f"<h2>Embedding cosine to the float model</h2>{histograms}"

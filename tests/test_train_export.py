@@ -486,7 +486,8 @@ def test_verify_passes_on_every_installed_backend(int8_bundle, trained_model, sl
     litert = next(b for b in summary["backends"] if b["backend"] == "litert")
     assert litert["image_embedding_cosine_mean"] > 0.98 and litert["latency_p50_ms"] > 0
     page = report.read_text()
-    assert "PASS" in page and page.count("<svg") >= 3 and 'src="http' not in page and "<script" not in page
+    assert "PASS" in page and "fused ECE" in page and page.count("<svg") >= 3
+    assert 'src="http' not in page and "<script" not in page
 
 
 def test_verify_fails_on_a_wrong_quantisation_scale(int8_bundle, trained_model, slice_catalogue, tmp_path):
