@@ -85,7 +85,7 @@ def summary(predictions: Sequence[Prediction], shown: int = 10) -> dict:
     """Counts, agreement with the catalogue's labels, and the `shown` most confident disputes."""
     labelled = [p for p in predictions if p.label is not None]
     agreeing = sum(bool(p.agrees) for p in labelled)
-    confident = [p for p in labelled if p.top[0]["score"] >= CONFIDENT]
+    confident = [p for p in predictions if p.top[0]["score"] >= CONFIDENT]
     return {
         "products": len(predictions),
         "labelled": len(labelled),
@@ -93,9 +93,9 @@ def summary(predictions: Sequence[Prediction], shown: int = 10) -> dict:
         "unknown_category": sum(bool(p.product.path) and p.label is None for p in predictions),
         "agreeing": agreeing,
         "agreement": agreeing / len(labelled) if labelled else None,
-        "confident": sum(p.top[0]["score"] >= CONFIDENT for p in predictions),
-        "confident_labelled": len(confident),
-        "confident_agreeing": sum(bool(p.agrees) for p in confident),
+        "confident": len(confident),
+        "confident_labelled": sum(p.label is not None for p in confident),
+        "confident_agreeing": sum(bool(p.agrees) for p in confident),  # agrees is None without a label
         "disputed": [{"id": p.product.id, "title": p.product.title, "category": list(p.product.path),
                       "category_probability": p.label_probability, "prediction": p.top[0]["path"],
                       "probability": p.top[0]["score"]} for p in disputed(predictions)[:shown]],
